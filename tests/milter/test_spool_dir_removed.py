@@ -60,6 +60,31 @@ def test_a_spool_dir_removed_in_an_outage_is_made_again(
                              "made again (mode 0700)") == 1
 
 
+def test_a_spool_dir_removed_again_and_again_leaves_no_descriptor_open(
+        refusing_pipeline: AuditPipeline, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The writer locked each directory it made again with a descriptor of its own and
+    never closed the one before: one leaked for each removal, for the process's life."""
+    spool_dir = tmp_path / "spool"
+    for made in range(1, 4):
+        shutil.rmtree(spool_dir)
+        assert wait_until(lambda made=made: caplog.text.count(
+            f"spool_dir {spool_dir} was removed while the milter ran") == made, timeout=10)
+    assert _descriptors_of(spool_dir) >= 1  # the lock on the one there now
+    assert _descriptors_of(Path(f"{spool_dir} (deleted)")) == 0
+
+
+def _descriptors_of(path: Path) -> int:
+    """How many of this process's descriptors are open on ``path`` (as /proc names it)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:  # closed meanwhile (listdir's own, another thread's)
+            continue
+    return count
+
+
 def test_a_spool_dir_made_again_stays_locked_once_the_worker_that_made_it_died(
         tmp_path: Path) -> None:
     """The lock on the new directory was the writer's that made it: once that worker

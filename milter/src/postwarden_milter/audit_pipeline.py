@@ -89,7 +89,7 @@ from .logcontext import message_context
 from .loopthread import LoopThread
 from .metrics import Metrics
 from .settings import SPOOL_DIR_MODE, SpoolFullAction
-from .spool import AuditSpool, SpoolUnreadable, lock_directory, tail_event_ids
+from .spool import AuditSpool, HeldLock, SpoolUnreadable, tail_event_ids
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ class AuditPipeline:
         # written since: counted once a write or a count finds them stored.
         self._unanswered: set[str] = set()
         self._writer: concurrent.futures.Future[None] | None = None
+        self._spool_dir_lock = HeldLock()  # on a spool_dir this writer made again
         metrics.audit_queue_depth.set_function(self._queue.qsize)
         metrics.spool_bytes.set_function(_unknown_as_nan(lambda: spool.size))
         if database_url is not None:  # else the spool is the audit log: nothing to replay
@@ -418,7 +419,7 @@ class AuditPipeline:
     def _make_spool_dir(self, directory: Path) -> None:
         try:
             directory.mkdir(SPOOL_DIR_MODE, parents=True)
-            lock_directory(directory, shared=True)  # the supervisor's joins it
+            self._spool_dir_lock.take(directory)  # the supervisor's joins it
         except FileExistsError as exc:
             if not directory.is_dir():  # a link to one removed, say
                 self._not_made(directory, exc)

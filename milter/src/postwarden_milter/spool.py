@@ -179,6 +179,22 @@ def lock_directory(directory: Path, shared: bool = False) -> int:
     return fd
 
 
+class HeldLock:
+    """One shared lock on a directory made again: the lock on one removed since is let
+    go, else each removal left a descriptor open for the process's life."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def take(self, directory: Path) -> None:
+        """Lock ``directory`` (as :func:`lock_directory`, shared), then let go the lock
+        held before."""
+        fd = lock_directory(directory, shared=True)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+
+
 class SpoolDirLock:
     """The supervisor's hold on spool_dir once a worker's writer made it again (removed
     while the milter ran: .audit_pipeline). The writer's lock ends with its process:
@@ -190,7 +206,7 @@ class SpoolDirLock:
     def __init__(self, directory: Path) -> None:
         self._directory = directory
         self._held = _identity(directory)  # the directory the start claimed
-        self._fd: int | None = None  # the lock on one made again
+        self._lock = HeldLock()  # on one made again
 
     def follow(self) -> None:
         """Lock spool_dir if it is not the directory held (made again); tried once each."""
@@ -199,14 +215,10 @@ class SpoolDirLock:
             return  # the same, or gone (a worker's writer makes it again)
         self._held = found
         try:
-            fd = lock_directory(self._directory, shared=True)
+            self._lock.take(self._directory)
         except OSError as exc:  # held exclusively: another milter started with it
             log.error("spool_dir %s, made again, cannot be locked (%s): another milter may "
                       "run with it", self._directory, exc.strerror)
-            return
-        if self._fd is not None:  # the lock on a directory removed since
-            os.close(self._fd)
-        self._fd = fd
 
 
 def _identity(directory: Path) -> tuple[int, int] | None:
