@@ -50,13 +50,14 @@ def test_check_says_what_the_server_refused(
     assert PASSWORD not in line + err
 
 
-def test_check_says_a_milter_with_only_the_databases_policies_would_not_start(
+def test_a_milter_with_only_the_databases_policies_says_why_it_does_not_start(
     pg_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No policy_dir and no last good set: refused its database_url, the start has no
     policies and exits 1 (retried by the unit), where check said it would start and
-    spool."""
+    spool; and its log said "no policy set: database unreachable", of a server that
+    answered and refused."""
     for variable in [v for v in os.environ if v.startswith("POSTWARDEN_")]:
         monkeypatch.delenv(variable)
     monkeypatch.setenv("POSTWARDEN_POLICY_DIR", "")  # the database's policies alone
@@ -70,6 +71,12 @@ def test_check_says_a_milter_with_only_the_databases_policies_would_not_start(
     start = subprocess.run([sys.executable, "-m", "postwarden_milter", "--config", config],
                            capture_output=True, text=True, timeout=60, check=False)
     assert start.returncode == 1, start.stderr
+    # Said as check says it: refused, with the server's reason, not "unreachable".
+    assert ('postwarden-milter: no policy set: the server refuses database_url '
+            '(InvalidAuthorizationSpecificationError: role "nobody_here" does not exist) '
+            'and no usable last good set in spool_dir') in start.stderr, start.stderr
+    assert "unreachable" not in start.stderr
+    assert PASSWORD not in start.stderr
 
 
 def test_the_audit_writer_says_what_the_server_refused(

@@ -50,7 +50,7 @@ from postwarden_policies.occasional import Occasional, log_unsaid
 from postwarden_store import database_problem
 
 from . import libmilter
-from .audit_pipeline import AuditPipeline
+from .audit_pipeline import REFUSALS, AuditPipeline
 from .duplicates import DuplicateDetector
 from .errors import MilterError, NotYet, StartupError
 from .journal import AuditJournal
@@ -86,6 +86,14 @@ EXIT_CONFIG = 2
 # libmilter's own signal thread waits for the other three, and can take one
 # from our handlers when two arrive back to back.
 TICK_SECONDS = 0.1  # how soon serve() acts on a stop, and then on its transactions' end
+
+
+def _database_failure(exc: BaseException) -> str:
+    """Why the database gave no policy set: a server that answered and refused
+    database_url (its role, password or database, as `check` says it) is no outage."""
+    if isinstance(exc, REFUSALS):
+        return f"the server refuses database_url ({database_problem(exc)})"
+    return f"database unreachable ({database_problem(exc)})"
 
 
 @dataclass(frozen=True)
@@ -170,10 +178,8 @@ class MilterProcess:
             except PoliciesError as exc:
                 raise policies_refused(exc) from None
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                raise NotYet(
-                    f"no policy set: database unreachable ({database_problem(exc)}) "
-                    "and no usable last good set in spool_dir"
-                ) from None
+                raise NotYet(f"no policy set: {_database_failure(exc)} and no usable "
+                             "last good set in spool_dir") from None
             self.pipeline.start(self.loop_thread)
             self.reloader.start()
             self._start_metrics()
