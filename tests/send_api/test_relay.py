@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 import time
@@ -250,6 +251,82 @@ async def test_a_postfix_unreachable_for_a_long_outage_is_still_waited_for(
     assert (row["status"], row["attempts"]) == ("relayed", 1)
 
 
+@contextlib.asynccontextmanager
+async def hanging_up(port: int) -> AsyncIterator[list[None]]:
+    """A Postfix that cannot be reached, on ``port``: each connection is taken and closed
+    before any greeting. Yields its tries, one item each, as they come."""
+    tries: list[None] = []
+
+    def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tries.append(None)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", port)
+    try:
+        yield tries
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+UNREACHABLE_LINE = re.compile(r"relay: Postfix at 127\.0\.0\.1:\d+ cannot be reached \(.*\); "
+                              r"1 claimed message\(s\) wait in the outbox, trying again in "
+                              r"(\S+) s")
+
+
+def pauses_said(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """The pause each warning of an unreachable Postfix announced, in order."""
+    said = [UNREACHABLE_LINE.fullmatch(r.getMessage()) for r in caplog.records
+            if "cannot be reached" in r.getMessage()]
+    assert all(said), caplog.text
+    return [float(match[1]) for match in said if match]
+
+
+async def said_at_least(caplog: pytest.LogCaptureFixture, count: int,
+                        within: float = 30.0) -> list[float]:
+    deadline = time.monotonic() + within
+    while len(pauses := pauses_said(caplog)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} warnings: {pauses}"
+        await asyncio.sleep(0.01)
+    return pauses
+
+
+async def test_the_relay_workers_share_one_pause_while_postfix_is_unreachable(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each of the relay_workers paused on its own: with Postfix away, the next idle one
+    took the message given back and tried it at once, each with its warning (8 workers:
+    32 warnings in 2.5 minutes for one message). Now one pause holds them all: one try
+    and one warning per step, the pause grown at each, and started again from its first
+    step once Postfix answered."""
+    # Idle workers claim often, so that they would claim within any pause not theirs.
+    monkeypatch.setattr(relay, "POLL_SECONDS", 0.005)
+    port = free_port()
+    config = RelayConfig("127.0.0.1", port, 2, 0.01, workers=8)
+    worker = RelayWorker(pool, config)
+    message_id = await accepted(pool, "later@example.org")
+    try:
+        async with hanging_up(port) as tries:
+            worker.start()
+            await said_at_least(caplog, 6)
+            pauses, tried = pauses_said(caplog), len(tries)  # at once: no try in between
+            row = await pool.fetchrow("SELECT status, attempts FROM outbound_messages "
+                                      "WHERE id = $1", message_id)
+        assert tried - len(pauses) in (0, 1), (tried, pauses)  # 1: its warning to come
+        assert pauses == sorted(set(pauses)), pauses  # grown at each try
+        assert pauses[0] <= 0.0125  # the first step's: 0.01 s, jitter +25% at most
+        assert (row["status"], row["attempts"]) == ("queued", 0)
+        _, row = await settled_once_served(pool, message_id, port)
+        assert (row["status"], row["attempts"]) == ("relayed", 1)
+        async with hanging_up(port):
+            await accepted(pool, "again@example.org")
+            worker.wake()
+            after = (await said_at_least(caplog, len(pauses) + 1))[len(pauses)]
+        assert after <= 0.0125  # the first step again
+    finally:
+        await worker.stop(grace=10)
+
+
 def test_backoff_stays_at_its_cap_however_many_attempts() -> None:
     config = RelayConfig("127.0.0.1", 25, 8, 30.0)
     assert 2700 <= backoff(config, 5000).total_seconds() <= 4500
@@ -490,7 +567,7 @@ async def test_rows_whose_lease_ran_out_unrenewed_are_given_back_unsent(
                                             "FROM outbox"))
     session = SmtpSession("127.0.0.1", port, 5.0, "relay.test")
     try:
-        assert await worker._relay(session, rows, claimed)
+        await worker._relay(session, rows, claimed, worker._unreachable.step)
     finally:
         await session.close()
     assert handler.received == []
@@ -804,7 +881,8 @@ async def test_a_batch_cut_off_by_a_failed_query_gives_back_its_rows_not_sent(
             await holder.execute("SELECT FROM outbox WHERE message_id = $1 FOR UPDATE",
                                  rows[0].id)
             session = SmtpSession("127.0.0.1", free_port(), 5.0, "relay.test")
-            relaying = asyncio.create_task(worker._relay(session, rows, time.monotonic()))
+            relaying = asyncio.create_task(worker._relay(session, rows, time.monotonic(),
+                                                              worker._unreachable.step))
             await until_async(lambda: pool.fetchval(NOTING_BLOCKED))
             await holder.execute("SELECT pg_terminate_backend($1)",
                                  await pool.fetchval(NOTING_BLOCKED))

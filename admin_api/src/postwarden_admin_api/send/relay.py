@@ -28,9 +28,10 @@ submitted (:data:`SENDING_SECONDS`, renewed while it runs) cannot be proven to l
 
 A Postfix that cannot be reached at all (no connection, no greeting, EHLO
 refused) is no attempt on any message: the worker gives its rows back as they
-were and pauses, growing the pause up to :data:`UNREACHABLE_PAUSE_MAX`, so an
-outage of any length loses nothing and costs nobody their attempts, and mail
-flows within that pause once Postfix is back.
+were, and the workers pause together, one pause (:mod:`.unreachable`) grown by
+each try that fails up to :data:`UNREACHABLE_PAUSE_MAX`, with one warning each,
+and ended by any success, so an outage of any length loses nothing and costs
+nobody their attempts, and mail flows within that pause once Postfix is back.
 
 Once Postfix has answered, the answer is stored however long Postgres is
 away: a worker that gave up would leave the row to come back when its lease
@@ -88,6 +89,7 @@ from .relayoutcomes import (
     store_relayed,
 )
 from .submit import DATA_END_SECONDS, QUIT_SECONDS, Outcome, SmtpSession, SubmitResult
+from .unreachable import Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,7 @@ class RelayWorker:
         self._relayed = GroupCommit(self._store_relayed)
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._unreachable = Unreachable(self._pause_seconds)  # the workers' pause, shared
         self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -286,20 +289,18 @@ class RelayWorker:
         session = SmtpSession(
             self._config.host, self._config.port, SMTP_TIMEOUT, socket.getfqdn()
         )
-        unreached = 0  # claims in a row that found Postfix unreachable
         try:
             while not self._stopping.is_set():
+                await self._unreachable.paused(self._stopping)  # no claim while it lasts
                 relayed = False
                 with surviving("relay worker"):
+                    step = self._unreachable.step
                     claimed = time.monotonic()
                     rows = await self._claim()
                     if rows:
-                        reached = await self._relay(session, rows, claimed)
-                        unreached = 0 if reached else unreached + 1
-                        relayed = reached
-                if unreached:
-                    await self._pause(unreached)
-                elif not relayed:  # nothing to do, or it failed: pause before the next claim
+                        await self._relay(session, rows, claimed, step)
+                        relayed = True
+                if not relayed:  # nothing to do, or it failed: pause before the next claim
                     await self._idle()
         finally:
             await session.close()
@@ -326,30 +327,33 @@ class RelayWorker:
                         "Postfix's log decides)", count)
             self.wake()
 
-    async def _pause(self, unreached: int) -> None:
-        """Wait before trying an unreachable Postfix again (only a stop cuts it short)."""
-        seconds = min(backoff(self._config, unreached).total_seconds(), UNREACHABLE_PAUSE_MAX)
-        await _wait(self._stopping, seconds)
+    def _pause_seconds(self, unreached: int) -> float:
+        """How long to wait before trying an unreachable Postfix again."""
+        return min(backoff(self._config, unreached).total_seconds(), UNREACHABLE_PAUSE_MAX)
 
     async def _idle(self) -> None:
         self._wakeup.clear()
         await _wait(self._wakeup, POLL_SECONDS)
 
-    async def _relay(self, session: SmtpSession, rows: list[Claimed], claimed: float) -> bool:
-        """Submit the rows in turn, claimed at ``claimed`` (monotonic); False when Postfix
-        could not be reached (the row being tried and those after it were given back)."""
+    async def _relay(self, session: SmtpSession, rows: list[Claimed], claimed: float,
+                     step: int) -> None:
+        """Submit the rows in turn, claimed at ``claimed`` (monotonic) in the pause step
+        ``step``; when Postfix cannot be reached, the row being tried and those after it
+        are given back."""
         lease = BatchLease(self._renew, rows, since=claimed, seconds=LEASE.total_seconds(),
                            retry_seconds=RECORD_RETRY_MAX, keep=submit_span())
         untried = rows  # none of them sent yet: given back should the task be cancelled
         try:
             for index, row in enumerate(rows):
                 untried = rows[index:]
-                if self._stopping.is_set():
+                # A pause begun since the claim (another worker's try failed): the rows
+                # left wait for it, as they would have had they been claimed after it.
+                if self._stopping.is_set() or self._unreachable.step != step:
                     await self._give_back(lease, rows[index:])
-                    return True
+                    return
                 if not lease.proven():
                     await self._unproven(lease, rows[index:])
-                    return True
+                    return
                 if row.id in lease.lost:
                     _left_to_another(row)
                     continue
@@ -371,31 +375,40 @@ class RelayWorker:
                     cleared = await self._cleared(lease, row, mark)
                     if cleared is Fenced.UNPROVEN:
                         await self._unproven(lease, rows[index:])
-                        return True
+                        return
                     if cleared is Fenced.LOST:
                         await lease.settle(row)
                         _left_to_another(row)
                         continue
                     untried = rows[index + 1:]
                     result = await self._submit(session, row, mark)
+                    if result.outcome is not Outcome.UNREACHABLE:
+                        self._unreachable.reached()
                 if result.outcome is Outcome.UNREACHABLE:
+                    # The pause first: no worker claims the rows given back before it.
+                    self._unreached(result, step, len(rows) - index)
                     await self._give_back(lease, rows[index:])
-                    self._outcomes.labels("unreachable").inc()
-                    log.warning("relay: Postfix at %s:%d cannot be reached (%s); %d claimed "
-                                "message(s) wait in the outbox", self._config.host,
-                                self._config.port, result.reply, len(rows) - index)
-                    return False
+                    return
                 await lease.settle(row)
                 outcome = await self._record(row, result, found_in_log=found,
                                              queue_host=None if commit is None else commit.host)
                 if outcome is not None:
                     self._outcomes.labels("found_queued" if found else outcome).inc()
-            return True
         except BaseException:  # cancelled, or a query cut off (Postgres restarting)
             await self._give_back_untried(lease, untried)
             raise
         finally:
             await lease.stop()
+
+    def _unreached(self, result: SubmitResult, step: int, waiting: int) -> None:
+        """Count a try that found Postfix unreachable; the one that starts a pause step
+        says so (the workers' other tries of the step add nothing to it)."""
+        self._outcomes.labels("unreachable").inc()
+        seconds = self._unreachable.failed(step)
+        if seconds is not None:
+            log.warning("relay: Postfix at %s:%d cannot be reached (%s); %d claimed "
+                        "message(s) wait in the outbox, trying again in %.3g s",
+                        self._config.host, self._config.port, result.reply, waiting, seconds)
 
     async def _give_back_untried(self, lease: BatchLease[Claimed], rows: list[Claimed]
                                  ) -> None:
