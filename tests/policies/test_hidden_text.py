@@ -529,6 +529,20 @@ def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
 @pytest.mark.parametrize(
     ("html", "shown"),
     [
+        # HTML's "in body" insertion mode, a start tag h1 to h6: a heading that is the
+        # current element is closed first (whatever its number), one further up is not.
+        pytest.param("<h1 hidden>a<h2>b", "b", id="heading-closes-current-heading"),
+        pytest.param("<h2 hidden>a<h2>b", "b", id="heading-closes-same-heading"),
+        pytest.param("<h1 hidden><span>a<h2>b", "", id="heading-past-a-span-stays"),
+    ],
+)
+def test_start_tags_close_what_readers_close(html: str, shown: str) -> None:
+    assert render_visible(html).split() == shown.split()
+
+
+@pytest.mark.parametrize(
+    ("html", "shown"),
+    [
         # HTML's adoption agency: a formatting element's end tag with a special element
         # after it moves that out of it (a copy of it inside), then closes the copy, so
         # what follows is in neither (``<b>1<p>2</b>3``: 3 in the <p>, not bold).

@@ -73,8 +73,14 @@ _END_TAG_LADDERS = [
 ]
 
 
-@pytest.mark.parametrize("build", _END_TAG_LADDERS)
-def test_end_tags_take_linear_work(build: Any) -> None:
+_START_TAG_LADDERS = [
+    # Start tags that close what is open: each closes what tags of its own opened.
+    pytest.param(lambda n: "<h1><b>" * n + "<h2>" * n + "<span><h3>" * n, id="headings-start"),
+]
+
+
+@pytest.mark.parametrize("build", _END_TAG_LADDERS + _START_TAG_LADDERS)
+def test_tags_take_linear_work(build: Any) -> None:
     small, large = _lines_run(build(300)), _lines_run(build(1200))
     assert large <= 5 * small, (small, large)
 

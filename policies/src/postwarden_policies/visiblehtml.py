@@ -528,6 +528,8 @@ class _Walk:
             self.end("table")  # a table cannot hold one but in a cell: it ends the first
         if name in _CLOSES_P and self._p_in_scope():
             self.end("p")
+        if name in _HEADINGS and (top := self.stack[-1].name) in _HEADINGS:
+            self.end(top)  # a heading is no heading's child (<h1 hidden>a<h2>b shows b)
         if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
             self._close_in_table(name)
         if name in _LIST_ITEMS and self.specials and (
