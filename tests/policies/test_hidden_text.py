@@ -534,6 +534,10 @@ def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
         pytest.param("<h1 hidden>a<h2>b", "b", id="heading-closes-current-heading"),
         pytest.param("<h2 hidden>a<h2>b", "b", id="heading-closes-same-heading"),
         pytest.param("<h1 hidden><span>a<h2>b", "", id="heading-past-a-span-stays"),
+        # A start tag button: an open <button> in scope is closed first, with what it
+        # holds; one past a cell is not.
+        pytest.param("<button hidden>a<span>b<button>c", "c", id="button-closes-button"),
+        pytest.param("<button hidden><table><td><button>c", "", id="button-out-of-scope"),
     ],
 )
 def test_start_tags_close_what_readers_close(html: str, shown: str) -> None:

@@ -65,8 +65,11 @@ _LIST_ITEMS = {"li": ("li",), "dd": ("dd", "dt"), "dt": ("dd", "dt")}
 _CONTEXTS = frozenset("caption table tbody td template tfoot th thead tr".split())
 _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
+# Start tags that close an open element of their name first as its end tag would, where
+# that is in scope: HTML's tree builder nests no <button> in another.
+_ENDS_OWN = frozenset({"button"})
 # Start tags that may close open elements.
-_IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | {"table"}
+_IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | _ENDS_OWN | {"table"}
 # Start tags before which HTML's tree builder opens no formatting element again: those of
 # blocks, of a table's parts, of what goes in the head (the walk opens them before any
 # other HTML one; none before an SVG or MathML element, nor its text but where it holds
@@ -530,6 +533,8 @@ class _Walk:
             self.end("p")
         if name in _HEADINGS and (top := self.stack[-1].name) in _HEADINGS:
             self.end(top)  # a heading is no heading's child (<h1 hidden>a<h2>b shows b)
+        if name in _ENDS_OWN:
+            self.end(name)
         if name in TABLE_PARTS and self.open.get("table") and not self.open.get("template"):
             self._close_in_table(name)
         if name in _LIST_ITEMS and self.specials and (
