@@ -538,6 +538,13 @@ def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
         # holds; one past a cell is not.
         pytest.param("<button hidden>a<span>b<button>c", "c", id="button-closes-button"),
         pytest.param("<button hidden><table><td><button>c", "", id="button-out-of-scope"),
+        # A start tag "a": the adoption agency runs for an <a> in the list of active
+        # formatting elements after the last marker (open, past a block, or waiting to
+        # open again); one before a cell's marker stays.
+        pytest.param("<a hidden>a<span>b<a>c", "c", id="a-closes-a"),
+        pytest.param("<a hidden>a<div>b<a>c", "c", id="a-adopts-past-a-div"),
+        pytest.param("<div><a hidden>a</div><a>b", "b", id="a-forgets-one-waiting"),
+        pytest.param("<a hidden><table><td><a>x", "", id="a-before-a-marker-stays"),
     ],
 )
 def test_start_tags_close_what_readers_close(html: str, shown: str) -> None:

@@ -77,6 +77,8 @@ _START_TAG_LADDERS = [
     # Start tags that close what is open: each closes what tags of its own opened.
     pytest.param(lambda n: "<h1><b>" * n + "<h2>" * n + "<span><h3>" * n, id="headings-start"),
     pytest.param(lambda n: "<button><i>" * n + "<table><td><button>" * n, id="buttons"),
+    pytest.param(lambda n: "<a><div>" * n + "<a>" * n, id="links-adopted"),
+    pytest.param(lambda n: "<div>" * n + "<a>" + "</div><a>" * n, id="links-waiting"),
 ]
 
 

@@ -66,8 +66,10 @@ _CONTEXTS = frozenset("caption table tbody td template tfoot th thead tr".split(
 _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
              "th": ("td", "th"), "tr": ("tr", "td", "th"), "option": ("option",)}
 # Start tags that close an open element of their name first as its end tag would, where
-# that is in scope: HTML's tree builder nests no <button> in another.
-_ENDS_OWN = frozenset({"button"})
+# that is in scope: HTML's tree builder nests no <button> in another, and runs the
+# adoption agency for an <a> on the last <a> in its list of formatting elements after
+# the last marker (one waiting to open again is forgotten, _Walk.end).
+_ENDS_OWN = frozenset({"a", "button"})
 # Start tags that may close open elements.
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | _ENDS_OWN | {"table"}
 # Start tags before which HTML's tree builder opens no formatting element again: those of
