@@ -545,6 +545,12 @@ def test_end_tags_close_what_readers_close(html: str, shown: str) -> None:
         pytest.param("<a hidden>a<div>b<a>c", "c", id="a-adopts-past-a-div"),
         pytest.param("<div><a hidden>a</div><a>b", "b", id="a-forgets-one-waiting"),
         pytest.param("<a hidden><table><td><a>x", "", id="a-before-a-marker-stays"),
+        # A start tag "nobr": with a <nobr> open in scope (one waiting to open again
+        # opened first), the adoption agency runs for it.
+        pytest.param("<nobr hidden>a<span>b<nobr>c", "c", id="nobr-closes-nobr"),
+        pytest.param("<nobr hidden>a<div>b<nobr>c", "c", id="nobr-adopts-past-a-div"),
+        pytest.param("<div><nobr hidden>a</div><nobr>b", "b", id="nobr-closes-one-reopened"),
+        pytest.param("<nobr hidden><table><td><nobr>x", "", id="nobr-out-of-scope-stays"),
     ],
 )
 def test_start_tags_close_what_readers_close(html: str, shown: str) -> None:

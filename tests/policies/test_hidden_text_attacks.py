@@ -79,6 +79,7 @@ _START_TAG_LADDERS = [
     pytest.param(lambda n: "<button><i>" * n + "<table><td><button>" * n, id="buttons"),
     pytest.param(lambda n: "<a><div>" * n + "<a>" * n, id="links-adopted"),
     pytest.param(lambda n: "<div>" * n + "<a>" + "</div><a>" * n, id="links-waiting"),
+    pytest.param(lambda n: "<nobr><p>" * n + "<div>" * n + "<nobr>" * n, id="nobr-adopted"),
 ]
 
 

@@ -68,8 +68,9 @@ _SIBLINGS = {**_LIST_ITEMS, "td": ("td", "th"),
 # Start tags that close an open element of their name first as its end tag would, where
 # that is in scope: HTML's tree builder nests no <button> in another, and runs the
 # adoption agency for an <a> on the last <a> in its list of formatting elements after
-# the last marker (one waiting to open again is forgotten, _Walk.end).
-_ENDS_OWN = frozenset({"a", "button"})
+# the last marker (one waiting to open again is forgotten, _Walk.end), for a <nobr> on
+# one open in scope.
+_ENDS_OWN = frozenset({"a", "button", "nobr"})
 # Start tags that may close open elements.
 _IMPLIES = _CLOSES_P | _SIBLINGS.keys() | TABLE_PARTS.keys() | _ENDS_OWN | {"table"}
 # Start tags before which HTML's tree builder opens no formatting element again: those of
