@@ -5,7 +5,6 @@ then on stdout, as a terminal shows them. The service and the database are real.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.admin_api.test_policy_push_atomic import push
+from tests.readme_sessions import README, readme_session
 
 Client = TestClient[Any, Any]
-REPO = Path(__file__).resolve().parents[2]
 COMMAND = "$ POSTWARDEN_API_KEY=pw_... postwarden-admin "
 
 
@@ -25,27 +24,15 @@ def database_url(fresh_database_url: str) -> str:
     return fresh_database_url
 
 
-def _session() -> tuple[list[str], list[str]]:
-    """The README's push command (its arguments after the program) and the lines shown
-    after it."""
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(COMMAND))
-    end = start
-    while lines[end].endswith("\\"):
-        end += 1
-    command = " ".join(line.rstrip("\\").strip() for line in lines[start:end + 1])
-    shown = lines[end + 1:lines.index("```", end)]
-    return shlex.split(command)[3:], shown
-
-
 async def test_the_readme_push_session_prints_what_a_first_push_prints(
     admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv, shown = _session()
+    argv, shown = readme_session(COMMAND)
+    argv = argv[2:]  # after the key and the program
     assert argv[:2] == ["--config", "/etc/postwarden/admin.yaml"]
     assert argv[2:5] == ["policy", "push", "policies/examples"]
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(README.parent)
     assert await push(admin_client, admin_key, Path(argv[4]), *argv[5:],
                       monkeypatch=monkeypatch) == 0
     printed = capsys.readouterr()

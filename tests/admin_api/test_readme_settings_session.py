@@ -5,17 +5,15 @@ written, its key aside, to a real service on a fresh database."""
 from __future__ import annotations
 
 import json
-import shlex
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.fixtures.adminapp import bearer
+from tests.readme_sessions import readme_session
 
 Client = TestClient[Any, Any]
-REPO = Path(__file__).resolve().parents[2]
 COMMAND = "$ curl -s -X PUT http://127.0.0.1:8025/api/v1/settings "
 
 
@@ -23,23 +21,6 @@ COMMAND = "$ curl -s -X PUT http://127.0.0.1:8025/api/v1/settings "
 def database_url(fresh_database_url: str) -> str:
     """No setting changed before the PUT, as at a first install."""
     return fresh_database_url
-
-
-def _session() -> tuple[list[str], list[str]]:
-    """The README's PUT command (its words after `$`) and the lines shown after it, up
-    to the next command or the block's end."""
-    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(COMMAND))
-    end = start
-    while lines[end].endswith("\\"):
-        end += 1
-    command = " ".join(line.rstrip("\\").strip() for line in lines[start:end + 1])
-    shown = []
-    for line in lines[end + 1:]:
-        if line.startswith(("$ ", "```")):
-            break
-        shown.append(line)
-    return shlex.split(command)[1:], shown
 
 
 def _matches(printed: str, shown: list[str]) -> bool:
@@ -56,7 +37,7 @@ def _matches(printed: str, shown: list[str]) -> bool:
 async def test_the_readme_settings_put_shows_what_the_service_answers(
     admin_client: Client, admin_key: str,
 ) -> None:
-    argv, shown = _session()
+    argv, shown = readme_session(COMMAND)
     assert argv[:4] == ["curl", "-s", "-X", "PUT"]
     body = argv[argv.index("-d") + 1]
     response = await admin_client.put("/api/v1/settings", headers=bearer(admin_key),
