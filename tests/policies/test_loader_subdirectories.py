@@ -107,4 +107,4 @@ def test_the_warning_comes_with_the_error_it_explains(
                                    "message": "no *.yaml or *.yml policy files"}]
     assert document["warnings"] == [{
         "file": str(tmp_path / "team-a"), "line": None, "column": None,
-        "message": WARNING.format(files="team-a/inbound.yaml")}]
+        "message": WARNING.format(files="team-a/inbound.yaml"), "code": None, "fatal": False}]

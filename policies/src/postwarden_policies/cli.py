@@ -1,8 +1,8 @@
 """``postwarden-policy``: check, test and try policies from the command line.
 
-postwarden-policy check [--format json] FILE_OR_DIR...
+postwarden-policy check [--strict] [--error-on CODE] [--format json] FILE_OR_DIR...
                                            load; print file:line:col errors
-postwarden-policy test [--whole-set] [--format json] FILE_OR_DIR...
+postwarden-policy test [--whole-set] [--strict] [--error-on CODE] [--format json] FILE_OR_DIR...
                                            run the tests: sections
 postwarden-policy eval [--format json] --policy DIR --from A --to B message.eml
 postwarden-policy schema                   print the JSON Schema of policy files
@@ -15,7 +15,10 @@ directory fails rather than passing with nothing run; 141 when the reader of the
 left (``| head``) and nothing failed, as a shell reports a process SIGPIPE ended. ``--format json``
 prints one JSON document on stdout instead of text (testreport; eval: the
 verdict, as the policy test API answers it; ``--json`` is its old name). Warnings (a
-subdirectory not loaded) go with the errors and change no exit code.
+subdirectory not loaded) go with the errors and change no exit code, unless
+``--strict`` (every warning) or ``--error-on CODE`` (those of that code) make them fail
+the run: exit 3 where it would otherwise be 0 (as yamllint's and ansible-lint's
+``--strict``, a CI gate that keeps new warnings out).
 
 ``check`` and ``test`` require the ``message:`` files of tests to exist; ``eval``
 loads policies as a milter does, without. ``test`` runs each case against its
@@ -42,13 +45,14 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .conditionformat import ADDRESS, address_hint
 from .delivery import apply_edits
 from .engine import as_received, evaluate_message
-from .errors import PolicyIssue, PolicyLoadError
+from .errors import WARNING_CODES, PolicyIssue, PolicyLoadError
 from .facts import Envelope, client_ip_text
 from .loader import load_policy_set
 from .policytests import CaseResult, run_policy_tests
@@ -61,6 +65,7 @@ from .testreport import (
     case_warning_lines,
     check_document,
     check_line,
+    fatal_line,
     issue_lines,
     results_document,
 )
@@ -70,6 +75,7 @@ PROG = "postwarden-policy"
 EXIT_OK = 0
 EXIT_FAILED = 1  # a test failed (eval: the message could not be read)
 EXIT_NOT_LOADED = 2  # the policies do not load (check, test, eval); argparse's usage error too
+EXIT_WARNINGS = 3  # check, test: all was well but for warnings --strict or --error-on fail
 EXIT_NO_TESTS = 5  # test: the policies load, none has a case (pytest's "no tests ran")
 EXIT_OUTPUT_FAILED = 74  # EX_IOERR (sysexits.h): the output could not be written
 EXIT_READER_LEFT = 128 + 13  # as a shell reports a process SIGPIPE ended, when all was well
@@ -113,6 +119,18 @@ def _load(paths: Sequence[str], *, check_samples: bool = False) -> Loaded:
     return Loaded(policy_set, (), warnings)
 
 
+def _checked(args: argparse.Namespace) -> Loaded:
+    """The named paths loaded for check and test, with the warnings that fail the run."""
+    loaded = _load(args.paths, check_samples=True)
+    fatal = [w for w in loaded.warnings if args.strict or w.code in args.error_on]
+    return replace(loaded, fatal=fatal)
+
+
+def _with_warnings(code: int, loaded: Loaded) -> int:
+    """``code``, or EXIT_WARNINGS where only failing warnings spoil an EXIT_OK."""
+    return EXIT_WARNINGS if code == EXIT_OK and loaded.fatal else code
+
+
 def _print_issues(loaded: Loaded) -> None:
     for line in issue_lines(loaded):
         print(line, file=sys.stderr)
@@ -143,22 +161,26 @@ def _quiet(quiet: bool = True) -> Iterator[None]:
 
 def _check(args: argparse.Namespace) -> int:
     with _quiet(args.format == "json"):
-        loaded = _load(args.paths, check_samples=True)
-    args.outcome = EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK
+        loaded = _checked(args)
+    args.outcome = _with_warnings(EXIT_NOT_LOADED if loaded.policy_set is None else EXIT_OK,
+                                  loaded)
     if args.format == "json":
         _print_json(check_document(loaded))
     else:
         _print_issues(loaded)
-        if loaded.policy_set is not None:
+        if loaded.ok and loaded.policy_set is not None:
             print(check_line(loaded.policy_set))
+        elif loaded.fatal:
+            print(fatal_line(loaded), file=sys.stderr)
     return int(args.outcome)
 
 
 def _test(args: argparse.Namespace) -> int:
     with _quiet():
-        loaded = _load(args.paths, check_samples=True)
+        loaded = _checked(args)
         results = run_policy_tests(loaded.policy_set) if loaded.policy_set is not None else []
-    args.outcome = _test_outcome(loaded, results, whole_set=args.whole_set)
+    args.outcome = _with_warnings(_test_outcome(loaded, results, whole_set=args.whole_set),
+                                  loaded)
     if args.format == "json":
         _print_json(results_document(loaded, results, whole_set=args.whole_set))
     else:
@@ -168,6 +190,8 @@ def _test(args: argparse.Namespace) -> int:
         if loaded.policy_set is not None:
             for line in case_lines(results, whole_set=args.whole_set):
                 print(line)
+        if loaded.fatal:
+            print(fatal_line(loaded), file=sys.stderr)
     return int(args.outcome)
 
 
@@ -257,23 +281,39 @@ def _add_format(command: argparse.ArgumentParser) -> None:
                          help="text (default), or one JSON document on stdout")
 
 
+def _add_strict(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--strict", action="store_true",
+                         help="fail (exit 3) on any warning, as on an error")
+    command.add_argument("--error-on", action="append", default=[], metavar="CODE",
+                         choices=WARNING_CODES,
+                         help="fail (exit 3) on warnings of this code (repeatable): "
+                              + ", ".join(WARNING_CODES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Check, test and try postwarden policies, without a database or Postfix.")
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="load policies and report every error")
+    check = commands.add_parser(
+        "check", help="load policies and report every error",
+        epilog="exit codes: 0 the policies load; 2 they do not (or a usage error); "
+               "3 they load with warnings --strict or --error-on fail; 74 the output "
+               "could not be written")
     _add_format(check)
+    _add_strict(check)
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     check.set_defaults(run=_check)
     test = commands.add_parser(
         "test", help="run the tests: sections of policies",
         epilog="exit codes: 0 every case passed; 1 a case failed; 2 the policies do not "
                "load (or a usage error); 5 no tests ran: no policy loaded has a tests: "
-               "section (the wrong directory?); 74 the output could not be written")
+               "section (the wrong directory?); 3 all else passed but for warnings "
+               "--strict or --error-on fail; 74 the output could not be written")
     test.add_argument("--whole-set", action="store_true",
                       help="fail a case the whole loaded set gives another outcome")
     _add_format(test)
+    _add_strict(test)
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")

@@ -34,6 +34,11 @@ TEST_SAMPLE_MISREAD = "test_sample_misread"
 # A policy test's expectation no verdict can meet (headers of a message refused, one both
 # expected and expected absent): `check` and `test` refuse it, a milter and an upload warn.
 TEST_EXPECTATION_UNMET = "test_expectation_unmet"
+# The codes of what `check` and `test` load with a warning (the two above they refuse):
+# what `--error-on CODE` may name.
+WARNING_CODES = (COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, BLOCK_LINE_END, CASE_FOLDING,
+                 MATCHES_EVERY_TEXT, BRACKETED_WORD, MALFORMED_UNSANITIZED, PAST_PARSER_CAP,
+                 REGEX_IN_GLOB, LIST_IN_GLOB, SINGLE_LABEL_DOMAIN)
 SHOWN_CHARS = 80  # of a key or value an issue quotes
 
 

@@ -29,6 +29,13 @@ class Loaded:
     policy_set: PolicySet | None
     errors: Sequence[PolicyIssue] = ()
     warnings: Sequence[PolicyIssue] = ()
+    # The warnings that fail the run (--strict, --error-on), among ``warnings``.
+    fatal: Sequence[PolicyIssue] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the set loaded with no warning failing it."""
+        return self.policy_set is not None and not self.fatal
 
 
 def case_failed(result: CaseResult, *, whole_set: bool) -> bool:
@@ -40,7 +47,9 @@ def case_failed(result: CaseResult, *, whole_set: bool) -> bool:
 def issue_lines(loaded: Loaded) -> Iterator[str]:
     """Warnings, then the issues; for stderr, where editors and CI annotations read them."""
     for warning in loaded.warnings:  # at its line when it has one (eval: a test's rule)
-        yield str(replace(warning, message=f"warning: {warning.message}"))
+        kind = "fatal warning" if warning in loaded.fatal else "warning"
+        code = f" [{warning.code}]" if warning.code else ""
+        yield str(replace(warning, message=f"{kind}: {warning.message}{code}"))
     yield from map(str, loaded.errors)
 
 
@@ -51,6 +60,11 @@ def case_warning_lines(results: Sequence[CaseResult]) -> Iterator[str]:
         for warning in result.warnings:
             yield (f"{escaped(result.policy.source)}:{line}:{column}: test {result.case.name!r}: "
                    f"warning: {warning}")
+
+
+def fatal_line(loaded: Loaded) -> str:
+    """Why a run that loaded failed on its warnings (--strict, --error-on)."""
+    return f"failed: {len(loaded.fatal)} warning(s) are errors here (--strict, --error-on)"
 
 
 def check_line(policy_set: PolicySet) -> str:
@@ -105,11 +119,16 @@ def issue_json(issue: PolicyIssue) -> dict[str, Any]:
             "message": issue.message}
 
 
+def _warning_json(warning: PolicyIssue, loaded: Loaded) -> dict[str, Any]:
+    return {**issue_json(warning), "code": warning.code or None,
+            "fatal": warning in loaded.fatal}
+
+
 def _loaded_json(loaded: Loaded) -> dict[str, Any]:
     return {
         "version": FORMAT_VERSION,
         "errors": [issue_json(i) for i in loaded.errors],
-        "warnings": [issue_json(w) for w in loaded.warnings],
+        "warnings": [_warning_json(w, loaded) for w in loaded.warnings],
     }
 
 
@@ -118,7 +137,7 @@ def check_document(loaded: Loaded) -> dict[str, Any]:
     policies = policy_set.policies if policy_set else None
     return {
         **_loaded_json(loaded),
-        "ok": policy_set is not None,
+        "ok": loaded.ok,
         "policies": None if policies is None else len(policies),
         "rules": None if policies is None else sum(len(p.rules) for p in policies),
         "policy_hash": policy_set.content_hash if policy_set else None,
@@ -164,7 +183,7 @@ def results_document(
     failed = sum(case_failed(r, whole_set=whole_set) for r in results)
     return {
         **_loaded_json(loaded),
-        "ok": loaded.policy_set is not None and bool(results) and not failed,
+        "ok": loaded.ok and bool(results) and not failed,
         "cases": [case_json(r, whole_set=whole_set) for r in results],
         "passed": len(results) - failed,
         "failed": failed,
