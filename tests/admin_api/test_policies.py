@@ -72,7 +72,8 @@ async def test_a_number_too_large_is_a_validation_error_not_a_500(
     assert status == 422
     assert body["error"]["details"] == [{
         "file": "upload", "line": 4, "column": 25,
-        "message": "size too large: at most 9223372036854775807 bytes, got the string "
+        "message": "limits.max_attachment_bytes: size too large: at most 9223372036854775807 "
+                   "bytes, got the string "
                    f"'{'9' * 80}'... (5002 characters)",
     }]
 

@@ -42,8 +42,8 @@ def test_check_reads_the_set_active_in_the_database(
     asyncio.run(_activate(empty_database, "main", "version: 1\nname: main\nmode: loud\n"))
     refused = _run(["check"], env)
     assert refused.returncode == 2
-    assert "postwarden-milter: policies do not load: main@r2:3:7: expected one of enforce, " \
-           "report; got 'loud'" in refused.stderr.splitlines()
+    assert "postwarden-milter: policies do not load: main@r2:3:7: mode: expected one of " \
+           "enforce, report; got 'loud'" in refused.stderr.splitlines()
     spool = Path(env["POSTWARDEN_SPOOL_DIR"])
     spool.mkdir()
     (spool / LAST_GOOD_NAME).write_text(json.dumps([["main", source]]))

@@ -58,7 +58,8 @@ def test_check_reports_a_number_too_large_at_its_line(
     )
     assert main(["check", str(huge)]) == 2
     assert capsys.readouterr().err == (
-        f"{huge}:4:25: size too large: at most 9223372036854775807 bytes, got the string "
+        f"{huge}:4:25: limits.max_attachment_bytes: size too large: at most 9223372036854775807 "
+        "bytes, got the string "
         f"'{'9' * 80}'... (5002 characters)\n"
     )
 

@@ -55,12 +55,12 @@ ERRORS = [
     ),
     pytest.param(
         H + "priority: high\n",
-        ["3:11: expected an integer, got the string 'high'"],
+        ["3:11: priority: expected an integer, got the string 'high'"],
         id="priority-type",
     ),
     pytest.param(
         H + "mode: enforced\n",
-        ["3:7: expected one of enforce, report; got 'enforced' (did you mean 'enforce'?)"],
+        ["3:7: mode: expected one of enforce, report; got 'enforced' (did you mean 'enforce'?)"],
         id="mode-enum",
     ),
     pytest.param(
@@ -180,29 +180,29 @@ ERRORS = [
     ),
     pytest.param(
         "version: 2\nname: t\n",
-        ["1:10: unsupported version 2; this postwarden reads version 1"],
+        ["1:10: version: unsupported version 2; this postwarden reads version 1"],
         id="version-2",
     ),
     pytest.param(
         "version: '1'\nname: t\n",
-        ["1:10: expected the format version 1, got the string '1' (quoted, it is text: "
+        ["1:10: version: expected the format version 1, got the string '1' (quoted, it is text: "
          "write 1 without quotes)"],
         id="version-string",
     ),
     pytest.param(
         H + "limits: {max_message_bytes: 10 parsecs}\n",
-        ['3:29: expected a size in bytes such as 1048576 or "1MB", got the string '
+        ['3:29: limits.max_message_bytes: expected a size in bytes such as 1048576 or "1MB", got the string '
          "'10 parsecs'"],
         id="size-bad",
     ),
     pytest.param(  # "got an integer" said nothing of what is wrong with it
         H + "limits: {max_attachment_bytes: -1}\n",
-        ['3:32: expected a size in bytes such as 1048576 or "1MB", got -1'],
+        ['3:32: limits.max_attachment_bytes: expected a size in bytes such as 1048576 or "1MB", got -1'],
         id="size-negative",
     ),
     pytest.param(  # "got a number", "got an integer": it is one, and said nothing more
         H + "priority: 1.5\nsanitize: {html: 1}\nrules:\n  - {name: r, then: reject, code: 600}\n",
-        ["3:11: expected an integer, got 1.5", "4:18: expected true or false, got 1",
+        ["3:11: priority: expected an integer, got 1.5", "4:18: sanitize.html: expected true or false, got 1",
          "6:35: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got 600"],
         id="number-as-written",
     ),
@@ -337,8 +337,8 @@ ERRORS = [
     pytest.param(
         "version: 1\nname: t\nmode: x\npriority: -1\nrules:\n  - name: a\n    then: nope\n  - name: b\n    when: {size_over: big}\n    then: accept\n",
         [
-            "3:7: expected one of enforce, report; got 'x'",
-            "4:11: expected an integer of at least 0, got -1",
+            "3:7: mode: expected one of enforce, report; got 'x'",
+            "4:11: priority: expected an integer of at least 0, got -1",
             "7:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'nope'",
             "9:23: rule 'b': expected a size in bytes such as 1048576 or \"1MB\", got the string 'big'",
         ],
@@ -351,7 +351,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "limits: {on_structure_limit: bounce}\n",
-        ["3:30: expected one of reject, quarantine; got 'bounce'"],
+        ["3:30: limits.on_structure_limit: expected one of reject, quarantine; got 'bounce'"],
         id="on-structure-limit",
     ),
 ]
@@ -389,11 +389,11 @@ def test_all_issues_are_collected_across_files(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError) as raised:
         load_policy_set([tmp_path])
     assert [str(i) for i in raised.value.issues] == [
-        f"{tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; got 'loud'",
-        f"{tmp_path / 'b.yml'}:3:11: expected an integer, got the string 'x'",
+        f"{tmp_path / 'a.yaml'}:3:7: mode: expected one of enforce, report; got 'loud'",
+        f"{tmp_path / 'b.yml'}:3:11: priority: expected an integer, got the string 'x'",
     ]
     assert str(raised.value) == (
-        f"policy did not load: {tmp_path / 'a.yaml'}:3:7: expected one of enforce, report; "
+        f"policy did not load: {tmp_path / 'a.yaml'}:3:7: mode: expected one of enforce, report; "
         "got 'loud' (and 1 more)"
     )
 
@@ -708,7 +708,7 @@ def test_numbers_mean_what_they_say_as_yaml_1_2_reads_them() -> None:
     )
     assert (loaded.limits.max_recipients, loaded.limits.max_message_bytes) == (10, 1024)
     assert issues(H + "limits: {max_recipients: 1:30}\n") == [
-        "3:26: expected an integer, got the string '1:30'"
+        "3:26: limits.max_recipients: expected an integer, got the string '1:30'"
     ]
 
 
@@ -738,10 +738,10 @@ def test_a_boolean_field_takes_yaml_1_1_words_as_it_did(body: str, value: bool) 
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    pytest.param("tag_flags: oN\n", "3:12: expected true or false, got the string 'oN'", id="mixed-case"),
+    pytest.param("tag_flags: oN\n", "3:12: tag_flags: expected true or false, got the string 'oN'", id="mixed-case"),
     pytest.param("rules:\n  - name: r\n    then: accept\n    sanitize: n\n",
                  "6:15: rule 'r': expected true or false, got the string 'n'", id="y-n-never-were"),
-    pytest.param("tag_flags: maybe\n", "3:12: expected true or false, got the string 'maybe'",
+    pytest.param("tag_flags: maybe\n", "3:12: tag_flags: expected true or false, got the string 'maybe'",
                  id="other-text"),
 ])
 def test_a_boolean_field_refuses_other_text(body: str, expected: str) -> None:
@@ -766,18 +766,21 @@ def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
 TOO_LARGE = [
     pytest.param(
         'limits:\n  max_attachment_bytes: "' + "9" * 5000 + 'MB"\n',
-        f"4:25: size too large: at most {MAX_INTEGER} bytes, got the string "
+        f"4:25: limits.max_attachment_bytes: size too large: at most {MAX_INTEGER} bytes, "
+        "got the string "
         f"'{'9' * 80}'... (5002 characters)",
         id="size-string-past-pythons-digit-limit",
     ),
     pytest.param(
         "limits: {max_message_bytes: 8589934592 GiB}\n",  # 2**63
-        f"3:29: size too large: at most {MAX_INTEGER} bytes, got the string '8589934592 GiB'",
+        f"3:29: limits.max_message_bytes: size too large: at most {MAX_INTEGER} bytes, "
+        "got the string '8589934592 GiB'",
         id="size-string-times-its-unit",
     ),
     pytest.param(
         f"limits: {{max_message_bytes: {MAX_INTEGER + 1}}}\n",
-        f"3:29: size too large: at most {MAX_INTEGER} bytes, got {MAX_INTEGER + 1}",
+        f"3:29: limits.max_message_bytes: size too large: at most {MAX_INTEGER} bytes, "
+        f"got {MAX_INTEGER + 1}",
         id="size-integer",
     ),
     pytest.param(
@@ -788,17 +791,19 @@ TOO_LARGE = [
     ),
     pytest.param(
         "priority: " + "9" * 5000 + "\n",
-        f"3:11: integer too large: at most {MAX_INTEGER}, got {'9' * 80}... (5000 characters)",
+        f"3:11: priority: integer too large: at most {MAX_INTEGER}, got {'9' * 80}... "
+        "(5000 characters)",
         id="integer-past-pythons-digit-limit",
     ),
     pytest.param(
         f"limits: {{max_recipients: {MAX_INTEGER + 1}}}\n",
-        f"3:26: integer too large: at most {MAX_INTEGER}, got {MAX_INTEGER + 1}",
+        f"3:26: limits.max_recipients: integer too large: at most {MAX_INTEGER}, "
+        f"got {MAX_INTEGER + 1}",
         id="integer-past-63-bits",
     ),
     pytest.param(
         "priority: 0x8000000000000000\n",
-        f"3:11: integer too large: at most {MAX_INTEGER}, got 0x8000000000000000",
+        f"3:11: priority: integer too large: at most {MAX_INTEGER}, got 0x8000000000000000",
         id="hex-integer-past-63-bits",
     ),
 ]
@@ -820,7 +825,7 @@ def test_the_largest_size_and_integer_load() -> None:
 
 def test_a_huge_number_where_text_belongs_still_says_quote_it() -> None:
     assert issues("version: 1\nname: " + "9" * 5000 + "\n") == [
-        "2:7: expected a string, got an integer (quote it to make it a string)"
+        "2:7: name: expected a string, got an integer (quote it to make it a string)"
     ]
 
 

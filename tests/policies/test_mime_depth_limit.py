@@ -67,7 +67,8 @@ def test_depth_counts_from_the_message_body(limits: str, refused: list[str]) -> 
 def test_a_count_limit_of_zero_is_refused_saying_what_it_would_do(key: str, would: str) -> None:
     text = f"version: 1\nname: p\nlimits:\n  {key}: 0\n"
     column = len(f"  {key}: ") + 1  # at the 0
-    assert [str(i) for i in check_policy_text("p.yaml", text)] == [f"p.yaml:4:{column}: {would}"]
+    assert [str(i) for i in check_policy_text("p.yaml", text)] == [
+        f"p.yaml:4:{column}: limits.{key}: {would}"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"version": 1, "name": "p", "limits": {key: 0}}, policy_schema())
 

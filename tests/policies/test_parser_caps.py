@@ -25,7 +25,8 @@ def _warnings(limits: str) -> list[PolicyIssue]:
 def test_a_limit_past_the_parsers_cap_is_a_warning(limits: str, told: str) -> None:
     [warning] = _warnings(limits)
     assert (warning.line, warning.column, warning.code) == (4, 19, PAST_PARSER_CAP)
-    assert warning.message == f"{told}, and on_structure_limit applies past them"
+    assert warning.message == (f"limits.{limits.split(':', maxsplit=1)[0]}: {told}, and "
+                               "on_structure_limit applies past them")
 
 
 @pytest.mark.parametrize("limits", ["max_mime_parts: 1000", "max_mime_depth: 100",

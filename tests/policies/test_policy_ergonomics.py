@@ -30,7 +30,8 @@ def test_a_size_limit_of_0_is_refused_not_read_as_none(limit: str, value: str,
     # Postfix's message_size_limit = 0 is no limit; a policy's refused every message (552).
     text = HEAD + f"limits:\n  {limit}: {value}\n"
     assert issues(text) == [
-        f"p.yaml:4:{len(limit) + 5}: 0 would {meaning}: leave the limit out for none"]
+        f"p.yaml:4:{len(limit) + 5}: limits.{limit}: 0 would {meaning}: leave the limit out "
+        "for none"]
     assert not schema_takes(text)
 
 
@@ -247,9 +248,11 @@ def test_another_filters_action_name_is_told_as_ours(then: str, column: int,
 
 
 @pytest.mark.parametrize(("line", "told"), [
-    ("priority: '10'", "3:11: expected an integer, got the string '10' (quoted, it is text: "
+    ("priority: '10'", "3:11: priority: expected an integer, got the string '10' (quoted, it "
+                       "is text: "
                        "write 10 without quotes)"),
-    ("tag_flags: \"false\"", "3:12: expected true or false, got the string 'false' (quoted, "
+    ("tag_flags: \"false\"", "3:12: tag_flags: expected true or false, got the string 'false' "
+                             "(quoted, "
                              "it is text: write false without quotes)"),
 ])
 def test_a_quoted_number_or_boolean_says_to_unquote_it(line: str, told: str) -> None:

@@ -90,7 +90,7 @@ YAML11_BREAKS = pytest.mark.parametrize(
 def test_a_yaml_1_1_line_break_in_a_quoted_value_keeps_later_lines(char: str) -> None:
     # Line 4 as editors, git and grep count lines: by LF.
     assert issues(H + f'description: "a{char}b"\npriority: x\n') == [
-        "4:11: expected an integer, got the string 'x'"
+        "4:11: priority: expected an integer, got the string 'x'"
     ]
 
 

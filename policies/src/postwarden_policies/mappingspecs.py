@@ -184,7 +184,7 @@ class Obj(Spec):
         label = self._label(node, reader)
         if label is None:
             return self._read(node, reader)
-        with reader.prefixed(f"{self.title} {shown(label)}: "):
+        with reader.named_item(f"{self.title} {shown(label)}: "):
             return self._read(node, reader)
 
     def _label(self, node: yaml.Node, reader: Reader) -> str | None:
@@ -221,7 +221,8 @@ class Obj(Spec):
                 ok = False
                 continue
             nodes[key] = value_node
-            value = field.spec.read(value_node, reader)
+            with reader.keyed(key, value_node):
+                value = field.spec.read(value_node, reader)
             if value is INVALID:
                 ok = False
             else:

@@ -361,6 +361,9 @@ class Reader:
         # but is an issue for `check` and `test`, which read with check_files.
         self.warnings: list[PolicyIssue] = []
         self._prefixes: list[str] = []
+        # The keys from the top down to the value read (limits, max_message_bytes); None
+        # inside a named item (a rule, a test), whose issues name the item instead.
+        self._keys: list[str] | None = []
         self._constructor = _Constructor()
         self._seen: set[int] = set()  # the nodes visited, by id: the tree holds them all
         self._nodes = 0  # visits of a node seen before (an aliased value's contents)
@@ -400,6 +403,34 @@ class Reader:
             yield
         finally:
             self._prefixes.pop()
+
+    @contextmanager
+    def keyed(self, key: str, node: yaml.Node) -> Iterator[None]:
+        """Read the value of ``key``; a plain value's issues name its key path
+        (``limits.max_message_bytes: expected ...``), which its line alone does not."""
+        keys = self._keys
+        if keys is None:
+            yield
+            return
+        keys.append(key)
+        try:
+            if isinstance(node, yaml.ScalarNode):
+                with self.prefixed(".".join(keys) + ": "):
+                    yield
+            else:
+                yield
+        finally:
+            keys.pop()
+
+    @contextmanager
+    def named_item(self, prefix: str) -> Iterator[None]:
+        """Issues inside prefixed with the item's name ("rule 'r': "), not a key path."""
+        keys, self._keys = self._keys, None
+        try:
+            with self.prefixed(prefix):
+                yield
+        finally:
+            self._keys = keys
 
     def visit(self, node: yaml.Node) -> bool:
         """Count a node read again; False (after one issue) once aliases repeat too much.
