@@ -37,6 +37,7 @@ from postwarden_policies.errors import (
     SINGLE_LABEL_DOMAIN,
     TEST_EXPECTATION_UNMET,
     TEST_SAMPLE_MISREAD,
+    UNREACHABLE_RULE,
 )
 from postwarden_policies.loader import not_utf8
 
@@ -66,6 +67,8 @@ LOADER_WARNINGS: Mapping[str, str] = {
                   "holding the comma",
     SINGLE_LABEL_DOMAIN: "a domain of one label (sender_domain: partners), as a list's name "
                          "reads, which no mail domain is",
+    UNREACHABLE_RULE: "a terminal rule without conditions (no when:) that other rules "
+                      "follow, which no message then reaches",
     PAST_PARSER_CAP: "a max_mime_parts or max_mime_depth past what the parser reads, which "
                      "acts as that",
     BLOCK_LINE_END: "a pattern or glob written as a block (|) that ends with its line break, "

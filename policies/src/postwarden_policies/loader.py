@@ -39,6 +39,7 @@ from .model import Policy
 from .patterns import compile_budget
 from .policydoc import DeclaredNames, declared_names, read_policy
 from .policyset import PolicySet, content_hash
+from .unreachable import unreachable_rules
 from .yamlnodes import MAX_SOURCE_CHARS, WIDE_WITHOUT_BOM, Reader, compose, place
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ def _build(
     if issues:
         raise PolicyLoadError(issues)
     policy_set = PolicySet.of(policies, content_hash(texts))
-    for warning in malformed_unsanitized(policy_set):  # of the set: rules elsewhere count
+    # Of the set: rules elsewhere count.
+    for warning in (*malformed_unsanitized(policy_set), *unreachable_rules(policy_set)):
         warn(warning)
     return policy_set
 

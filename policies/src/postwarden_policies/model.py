@@ -48,6 +48,7 @@ class Rule:
     reason: str | None = None  # quarantine
     sanitize: bool = True
     description: str = ""
+    where: tuple[int, int] = field(default=(0, 0), compare=False)  # of its name, for warnings
 
 
 def _stricter_action(a: StructureAction, b: StructureAction) -> StructureAction:

@@ -221,6 +221,7 @@ def _rule(values: dict[str, Any], ctx: ObjectContext) -> Any:
         reason=values.get("message") if terminal is Action.QUARANTINE else None,
         sanitize=values["sanitize"],
         description=values.get("description", ""),
+        where=ctx.where("name"),
     )
 
 
