@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,18 +15,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower
-from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
-from postwarden_admin_api.send.relay import RelayWorker
-from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.postfix import PostfixInstance, running_postfix
 
 from .test_maillog import held, sent_through_postfix
-from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_maillog_rcpt_access_postfix import relayed_once_old
+from .test_relay import database_url  # noqa: F401 - a fixture
 from .test_review_held_receipt import hang_up_after_the_dot
-from .test_review_log_lag import cut_off, due
+from .test_review_log_lag import cut_off
 
 pytestmark = pytest.mark.postfix
 
@@ -81,17 +77,7 @@ async def test_a_message_header_checks_hold_whose_answer_was_lost_is_not_sent_ag
             postfix.wait_for_log, rf"(\w+): message-id=<{message.hex}@(?s:.*?)"
             r"smtpd\[\d+\]: disconnect from", 30)
         assert f"{found[1]}: hold: header Subject" in postfix.log()
-        await follower.read_past(time.monotonic())
-        await pool.execute("UPDATE relay_receipts SET seen_at = seen_at - $2::interval "
-                           "WHERE message_id = $1", message, 2 * OPEN_RECEIPT_LIMIT)
-        worker = RelayWorker(pool, RelayConfig("127.0.0.1", postfix.port, 3, 0.05,
-                                               workers=1), follower, Metrics())
-        worker.start()
-        try:
-            await due(pool, worker, message)
-            stored = await settled(pool, message)
-        finally:
-            await worker.stop(grace=10)
+        stored = await relayed_once_old(pool, follower, postfix.port, message)
     finally:
         await stop_task(task)
     assert (stored["status"], stored["queue_id"]) == ("relayed", found[1])
