@@ -145,6 +145,44 @@ ul
 """
 
 
+# What Chinese and Japanese Outlook write: font names as CSS escapes, in the sheet's
+# fonts (SimSun \5B8B\4F53, DengXian \7B49\7EBF, Microsoft YaHei \5FAE\8F6F\96C5\9ED1,
+# MS Gothic, Yu Gothic; "\@" the vertical one) and styles, and in the styles of the text.
+CJK_SHEET = """@font-face
+\t{font-family:\\5B8B\\4F53;
+\tpanose-1:2 1 6 0 3 1 1 1 1 1;}
+@font-face
+\t{font-family:\\7B49\\7EBF;
+\tpanose-1:2 1 6 0 3 1 1 1 1 1;}
+@font-face
+\t{font-family:"\\5FAE\\8F6F\\96C5\\9ED1";
+\tpanose-1:2 11 5 3 2 2 4 2 2 4;}
+@font-face
+\t{font-family:"\\FF2D\\FF33 \\30B4\\30B7\\30C3\\30AF";
+\tpanose-1:2 11 6 9 7 2 5 8 2 4;}
+@font-face
+\t{font-family:"\\@\\5B8B\\4F53";
+\tpanose-1:2 1 6 0 3 1 1 1 1 1;}
+p.MsoPlainText, li.MsoPlainText, div.MsoPlainText
+\t{mso-style-priority:99;
+\tmargin:0cm;
+\tfont-size:10.5pt;
+\tfont-family:\\7B49\\7EBF;
+\tmso-fareast-font-family:\\5B8B\\4F53;}
+span.EmailStyle18
+\t{mso-style-type:personal-reply;
+\tfont-family:"\\5FAE\\8F6F\\96C5\\9ED1",sans-serif;
+\tcolor:windowtext;}
+"""
+CJK_BODY = """<p class=MsoNormal><span lang=ZH-CN style='font-size:10.5pt;\
+font-family:"\\5FAE\\8F6F\\96C5\\9ED1",sans-serif'>&#20320;&#22909;&#65292;</span>\
+<span lang=ZH-CN style='font-family:\\5B8B\\4F53;mso-ascii-font-family:Calibri;\
+mso-fareast-font-family:\\5B8B\\4F53'>&#35831;&#26597;&#25910;</span>\
+<span lang=JA style='font-family:"\\6E38\\30B4\\30B7\\30C3\\30AF",sans-serif'>\
+&#12424;&#12429;&#12375;&#12367;</span><span lang=EN-US><o:p></o:p></span></p>
+"""
+
+
 def outlook_html(body: str = "", extra: str = "", sheet: str = "") -> str:
     """Outlook's HTML of a short mail, ``body`` added among its paragraphs, ``extra``
     at the end of its head and ``sheet`` at the end of its style sheet."""

@@ -1,7 +1,7 @@
 """S/MIME-signed Outlook mail through the real Postfix under the e2e policy (HTML
 sanitized, ``signed_mail: skip`` by default): Word's harmless markup goes out as it came,
 signature intact, and the audit row says so (its signature's logo, Word's picture ids on
-the images, too); a script in it holds the message."""
+the images, and Chinese and Japanese font names, escaped, too); a script in it holds the message."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from tests.fixtures.postfix import has_header, send_message
-from tests.smime_outlook import LOGO_IMAGES, LOGO_SIGNATURE, outlook_html, signed_outlook_mail
+from tests.smime_outlook import (
+    CJK_BODY,
+    CJK_SHEET,
+    LOGO_IMAGES,
+    LOGO_SIGNATURE,
+    outlook_html,
+    signed_outlook_mail,
+)
 
 from .conftest import MailSystem
 from .messages import RECIPIENT, SENDER, Delivered, Sample
@@ -47,9 +54,16 @@ def test_signed_outlook_html_arrives_as_signed(mail_system: MailSystem) -> None:
     assert dict(kept["removed"])["o:p"] == 6  # what sanitizing would have removed
 
 
-def test_a_signed_outlook_signature_with_its_logo_arrives_as_signed(
-        mail_system: MailSystem) -> None:
-    sample = _sample(outlook_html(LOGO_SIGNATURE), LOGO_IMAGES)
+@pytest.mark.parametrize(("html", "images", "part", "removed"), [
+    # A signature's logo: Word's picture ids on the images, kept.
+    (outlook_html(LOGO_SIGNATURE), LOGO_IMAGES, "1.1.2", ("@id", 2)),
+    # Chinese and Japanese font names, escaped in the sheet and the styles.
+    (outlook_html(CJK_BODY, sheet=CJK_SHEET), (), "1.2", ("style", 1)),
+])
+def test_a_signed_outlook_signature_with_its_logo_or_cjk_fonts_arrives_as_signed(
+        mail_system: MailSystem, html: str, images: tuple[str, ...], part: str,
+        removed: tuple[str, int]) -> None:
+    sample = _sample(html, images)
     result = send_message(mail_system.postfix.port, sample.data, SENDER, [RECIPIENT])
     assert result.accepted, result
     delivered = mail_system.capture.wait_for_message(has_header("Message-ID", sample.message_id))
@@ -57,8 +71,8 @@ def test_a_signed_outlook_signature_with_its_logo_arrives_as_signed(
     row = mail_system.audit_row(sample.message_id)
     assert row["action"] == "accept"
     [kept] = _changes(row)
-    assert (kept["kind"], kept["part"]) == ("signed_html_kept", "1.1.2")
-    assert dict(kept["removed"])["@id"] == 2  # Word's picture ids, kept
+    assert (kept["kind"], kept["part"]) == ("signed_html_kept", part)
+    assert dict(kept["removed"])[removed[0]] == removed[1]
 
 
 def test_signed_outlook_html_with_a_script_is_held(mail_system: MailSystem) -> None:

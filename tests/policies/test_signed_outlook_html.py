@@ -18,6 +18,8 @@ from postwarden_policies import (
 from postwarden_policies.render import verdict_lines
 from postwarden_policies.verdicts import ReplaceBody
 from tests.smime_outlook import (
+    CJK_BODY,
+    CJK_SHEET,
     LIST_SHEET,
     LOGO_IMAGES,
     LOGO_SIGNATURE,
@@ -106,7 +108,15 @@ def test_a_signed_outlook_bulleted_list_with_its_list_sheet_goes_out_as_it_came(
     assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
 
 
-@pytest.mark.parametrize("level_text", [
+def test_a_signed_chinese_or_japanese_outlook_mail_goes_out_as_it_came() -> None:
+    # Their font names are escapes (font-family:\5B8B\4F53 is SimSun), which were refused.
+    verdict = _verdict(outlook_html(CJK_BODY, sheet=CJK_SHEET), "strip")
+    assert isinstance(verdict.decision, Accept)
+    assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
+
+
+@pytest.mark.parametrize("declaration", [r"mso-level-text:\F0B7", "font-family:Symbol"])
+@pytest.mark.parametrize("value", [
     r"\75 rl(https://tracker.example/p.gif)",  # url(
     r"\000075\72\6c(https://tracker.example/p.gif)",  # url( of six digits and none
     r"\22 x\22",  # quotes, closing each other as read
@@ -120,16 +130,19 @@ def test_a_signed_outlook_bulleted_list_with_its_list_sheet_goes_out_as_it_came(
     # An escaped "/" opens no comment: read as one, it hid the rule after it.
     f"a\\/* ; }} body {{background:url({TRACKER})}} p {{ */b",
     f'a\\"/* ; }} body {{background:url({TRACKER})}} p {{ */b',
+    r'"\5B8B\22 ,x"',  # in a string, a quote that would end it
+    r'"\5B8B\"x"',
+    '"\\5B8B\\\n\\4F53"',  # a string's line continued
 ])
-def test_an_escape_in_an_mso_property_that_reads_as_markup_holds_the_message(
-        level_text: str) -> None:
-    sheet = LIST_SHEET.replace(r"mso-level-text:\F0B7", f"mso-level-text:{level_text}")
+def test_an_escape_that_reads_as_markup_holds_the_message(declaration: str,
+                                                          value: str) -> None:
+    sheet = LIST_SHEET.replace(declaration, f"{declaration.partition(':')[0]}:{value}")
     assert sheet != LIST_SHEET
     assert isinstance(_verdict(outlook_html(BULLET, sheet=sheet)).decision, Quarantine)
 
 
-def test_an_escape_outside_an_mso_property_holds_the_message() -> None:
-    sheet = LIST_SHEET.replace("font-family:Symbol", r"font-family:\53 ymbol")
+def test_an_escape_outside_mso_properties_and_font_family_holds_the_message() -> None:
+    sheet = LIST_SHEET.replace("text-indent:-18.0pt", r"text-indent:\2d 18.0pt")
     assert sheet != LIST_SHEET
     assert isinstance(_verdict(outlook_html(BULLET, sheet=sheet)).decision, Quarantine)
 
@@ -154,6 +167,8 @@ def test_an_escape_outside_an_mso_property_holds_the_message() -> None:
     ("", "<style>body {display:none}</style>", "keep"),
     # An escape in a style attribute's mso-* property that reads as url(.
     (f"<p><span style='mso-list:\\75 rl({TRACKER})'>Hi</span></p>", "", "keep"),
+    (f"<p><span style='font-family:\\75 rl({TRACKER})'>Hi</span></p>", "", "keep"),
+    ("""<p><span style='font-family:"\\5B8B\\22 ,\\7d"'>Hi</span></p>""", "", "keep"),
     ("", f'<link rel="stylesheet" href="{TRACKER}">', "keep"),
     # An id on an image that is not Word's picture id could clobber a script's global;
     # Word's with anything else the sanitizer drops, or on another tag, or given twice.

@@ -4,10 +4,10 @@ Outlook signs HTML full of what the sanitizer drops and no reader is harmed by: 
 ``<o:p>`` paragraph marks, ``<meta>`` tags naming the charset and the program, the
 Office namespaces on ``<html>``, the page's language and link colours on ``<body>``,
 its style sheet and style attributes of fonts and margins (a quoted font name has the
-sanitizer write a tag anew; Word's bullets are CSS escapes), the id Word gives a
-picture (a signature's logo), the conditional comment holding its shape defaults and
-the empty markers around its bullets. Held for them, nearly all signed Outlook mail
-was held.
+sanitizer write a tag anew; Word's bullets and Chinese and Japanese font names are CSS
+escapes), the id Word gives a picture (a signature's logo), the conditional comment
+holding its shape defaults and the empty markers around its bullets. Held for them,
+nearly all signed Outlook mail was held.
 
 The sanitizer's ``removed`` counts are no ground for this: they are reported, never
 decided on, as they can miss what the tree builder drops (see
@@ -45,6 +45,10 @@ _PROPERTIES = frozenset(
     line-height vertical-align margin margin-top margin-right margin-bottom margin-left
     padding padding-top padding-right padding-bottom padding-left word-wrap tab-interval
     panose-1 page size page-break-before page-break-after page-break-inside""".split())
+# Where a declaration's escapes are read before it is judged: Word's mso-* (its bullet is
+# mso-level-text:\F0B7) and font-family, where Chinese and Japanese Outlook write a font's
+# name escaped (SimSun is \5B8B\4F53, Microsoft YaHei "\5FAE\8F6F\96C5\9ED1").
+_ESCAPED_PROPERTY = re.compile(r"mso-.*|font-family", re.DOTALL)
 _BODY_ATTRIBUTES = frozenset({"lang", "link", "vlink", "style"})
 # The id Word gives a picture (a signature's logo): its shape's name, "Picture 1" in the
 # writer's language with the space written as XML writes it (Picture_x0020_1,
@@ -203,25 +207,28 @@ def _harmless_root(name: str, attributes: dict[str, str] | None) -> bool:
 
 def _plain_style(value: str) -> bool:
     """Whether each declaration of ``value`` sets a property of :data:`_PROPERTIES` (or
-    Word's mso-*, its escapes read first) to a value that stays one and fetches nothing."""
+    Word's mso-*) to a value that stays one and fetches nothing, the escapes of
+    :data:`_ESCAPED_PROPERTY` read first."""
     for declaration in filter(str.strip, value.split(";")):
         name, colon, setting = declaration.partition(":")
         name = ascii_lower(name.strip())
-        mso = name.startswith("mso-")
-        read = _unescaped(setting) if mso else setting
-        if not colon or not (mso or name in _PROPERTIES) or read is None \
+        escaped = _ESCAPED_PROPERTY.fullmatch(name) is not None
+        read = _unescaped(setting) if escaped else setting
+        if not colon or not (name.startswith("mso-") or name in _PROPERTIES) or read is None \
                 or not inert_css(read.lower()) or not _strings_closed(read):
             return False
     return True
 
 
 def _unescaped(setting: str) -> str | None:
-    """``setting`` with its CSS escapes read as CSS reads them (Word's bullet is
-    ``mso-level-text:\\F0B7``), so the checks judge what a reader reads (``\\75 rl(``
-    reads ``url(``); None where one reads as a quote, which no check could tell from one
-    that opens a string. An escape that is none (a backslash at the end or before a line
-    break) stays a backslash, which the checks refuse. Read in Word's mso-* alone, which
-    no browser applies: a reading that erred there would show nothing."""
+    """``setting`` with its CSS escapes read as CSS reads them, so the checks judge what
+    a reader reads (``\\75 rl(`` reads ``url(``); None where one reads as a quote, which
+    no check could tell from one that opens or ends a string. An escape reads the same in
+    a string as outside it (``"\\5B8B\\4F53"`` is ``"宋体"``) but for a backslash at the
+    end or before a line break, which reads as nothing in a string and as a backslash
+    or U+FFFD outside one: here it stays a backslash, which the checks refuse. Read in
+    Word's mso-* (which no browser applies) and font-family alone, where a name that
+    reads as nothing but a font's can at worst show the text in another font."""
     read = [_read_escape(found) for found in _ESCAPE.finditer(setting)]
     return None if "'" in read or '"' in read else _ESCAPE.sub(_read_escape, setting)
 
