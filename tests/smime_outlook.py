@@ -99,6 +99,19 @@ width=24 height=24 style='width:.25in;height:.25in' id="_x0000_i1025" \
 src="cid:image002.png@01DA4F2B.3C5E7A10" alt="LinkedIn"></a><o:p></o:p></p>
 """
 LOGO_IMAGES = ("image001.png@01DA4F2B.3C5E7A10", "image002.png@01DA4F2B.3C5E7A10")
+# A reply quoting Carol's, which she sent from Outlook on the web quoting Alice's mail with
+# its logo: OWA put x_ before the classes and ids of what it quoted (x_MsoNormal,
+# x_Picture_x0020_1, x__x0000_i1025).
+OWA_QUOTED_REPLY = """<div style='border:none;border-top:solid #E1E1E1 1.0pt;\
+padding:3.0pt 0cm 0cm 0cm'>
+<p class=MsoNormal><b>From:</b> Carol Example &lt;carol@partner.example&gt;<br>
+<b>Sent:</b> Monday, December 7, 2026 5:02 PM<br>
+<b>Subject:</b> Re: figures<o:p></o:p></p></div>
+<p class=MsoNormal>Thanks, the numbers match ours.<o:p></o:p></p>
+<div class=x_WordSection1>
+<p class=x_MsoNormal>Carol,<o:p></o:p></p>
+<p class=x_MsoNormal>The figures are in the ticket.<o:p></o:p></p>
+""" + LOGO_SIGNATURE.replace("class=Mso", "class=x_Mso").replace('id="', 'id="x_') + "</div>\n"
 
 
 # What Word adds to its sheet for a bulleted list: the list paragraph's style and the

@@ -17,6 +17,7 @@ from tests.smime_outlook import (
     CJK_SHEET,
     LOGO_IMAGES,
     LOGO_SIGNATURE,
+    OWA_QUOTED_REPLY,
     outlook_html,
     signed_outlook_mail,
 )
@@ -57,10 +58,12 @@ def test_signed_outlook_html_arrives_as_signed(mail_system: MailSystem) -> None:
 @pytest.mark.parametrize(("html", "images", "part", "removed"), [
     # A signature's logo: Word's picture ids on the images, kept.
     (outlook_html(LOGO_SIGNATURE), LOGO_IMAGES, "1.1.2", ("@id", 2)),
+    # A reply quoting Outlook on the web, which put x_ before them (x_Picture_x0020_1).
+    (outlook_html(OWA_QUOTED_REPLY), LOGO_IMAGES, "1.1.2", ("@id", 2)),
     # Chinese and Japanese font names, escaped in the sheet and the styles.
     (outlook_html(CJK_BODY, sheet=CJK_SHEET), (), "1.2", ("style", 1)),
 ])
-def test_a_signed_outlook_signature_with_its_logo_or_cjk_fonts_arrives_as_signed(
+def test_signed_outlook_logos_and_cjk_fonts_arrive_as_signed(
         mail_system: MailSystem, html: str, images: tuple[str, ...], part: str,
         removed: tuple[str, int]) -> None:
     sample = _sample(html, images)

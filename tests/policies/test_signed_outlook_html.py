@@ -23,6 +23,7 @@ from tests.smime_outlook import (
     LIST_SHEET,
     LOGO_IMAGES,
     LOGO_SIGNATURE,
+    OWA_QUOTED_REPLY,
     outlook_html,
     signed_outlook_mail,
 )
@@ -73,7 +74,16 @@ def test_a_signed_outlook_signature_with_its_logo_goes_out_as_it_came(
     assert dict(kept.removed)["@id"] == 2
 
 
-@pytest.mark.parametrize("picture", ["Grafik_x0020_3", "Picture_x0020_12", "_x0000_i1031"])
+def test_a_signed_reply_quoting_outlook_on_the_web_with_a_logo_goes_out_as_it_came() -> None:
+    # OWA puts x_ before the ids of what it quotes (x_Picture_x0020_1), which were held.
+    verdict = _verdict(outlook_html(OWA_QUOTED_REPLY), "strip", LOGO_IMAGES)
+    assert isinstance(verdict.decision, Accept) and verdict.edits == ()
+    [kept] = verdict.changes
+    assert isinstance(kept, SignedHtmlKept) and dict(kept.removed)["@id"] == 2
+
+
+@pytest.mark.parametrize("picture", ["Grafik_x0020_3", "Picture_x0020_12", "_x0000_i1031",
+                                     "x_x_Picture_x0020_1"])
 def test_word_picture_ids_in_other_languages_count_as_harmless(picture: str) -> None:
     html = outlook_html(LOGO_SIGNATURE.replace("Picture_x0020_1", picture))
     assert isinstance(_verdict(html, images=LOGO_IMAGES).decision, Accept)
@@ -174,10 +184,13 @@ def test_an_escape_outside_mso_properties_and_font_family_holds_the_message() ->
     # Word's with anything else the sanitizer drops, or on another tag, or given twice.
     ('<p><img id="config" src="cid:image001.png@01DA"></p>', "", "keep"),
     ('<p><img id="Picture_x0020_1x" src="cid:image001.png@01DA"></p>', "", "keep"),
+    ('<p><img id="x_config" src="cid:image001.png@01DA"></p>', "", "keep"),
+    ('<p><img id="y_Picture_x0020_1" src="cid:image001.png@01DA"></p>', "", "keep"),
     ('<p><img id="Picture_x0020_1" src=x onerror="alert(1)"></p>', "", "keep"),
     ('<p><img id="Picture_x0020_1" id="config" src="cid:image001.png@01DA"></p>', "", "keep"),
     ('<p><img id="_x0000_i1025" src="javascript:alert(1)"></p>', "", "keep"),
     ('<p id="Picture_x0020_1">Hi</p>', "", "keep"),
+    ('<p id="x_Picture_x0020_1">Hi</p>', "", "keep"),
     ('<p><a id="_x0000_i1025" href="https://example.org/">x</a></p>', "", "keep"),
     (f'<p><img id="Picture_x0020_1" src="{TRACKER}"></p>', "", "strip"),
     # Taking <o:p> out would join "<" to what follows: held, not judged joined.

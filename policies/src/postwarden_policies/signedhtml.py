@@ -52,12 +52,15 @@ _ESCAPED_PROPERTY = re.compile(r"mso-.*|font-family", re.DOTALL)
 _BODY_ATTRIBUTES = frozenset({"lang", "link", "vlink", "style"})
 # The id Word gives a picture (a signature's logo): its shape's name, "Picture 1" in the
 # writer's language with the space written as XML writes it (Picture_x0020_1,
-# Grafik_x0020_1, 图片_x0020_1), or a VML shape's (_x0000_i1025). The sanitizer drops ids
-# as one can clobber a webmail script's global (id="config" is window.config); but no
-# script reads a name with Word's _x0020_ or _x0000_ in it, no webmail names its own
-# elements so, and the sheets let through here select no id: such an id names nothing
-# anything reads. Any other id, or another attribute with it, is the sanitizer's to judge.
-_PICTURE_ID = re.compile(r"[^\W\d_]+_x0020_\d{1,6}|_x0000_i\d{1,6}")
+# Grafik_x0020_1, 图片_x0020_1), or a VML shape's (_x0000_i1025); each time Outlook on the
+# web quoted it, x_ before it (x_Picture_x0020_1: it prefixes a quoted mail's ids and
+# classes, x_MsoNormal, which the sanitizer keeps, so none names its own page's). The
+# sanitizer drops ids as one can clobber a webmail script's global (id="config" is
+# window.config); but no script reads a name with Word's _x0020_ or _x0000_ in it, no
+# webmail names its own elements so, and the sheets let through here select no id: such
+# an id names nothing anything reads. Any other id, or another attribute with it, is the
+# sanitizer's to judge.
+_PICTURE_ID = re.compile(r"(?:x_)*(?:[^\W\d_]+_x0020_\d{1,6}|_x0000_i\d{1,6})")
 _META_NAMES = frozenset({"generator", "progid", "originator"})
 _META_CHARSET = re.compile(r"text/html;\s*charset=([\w.:-]+)", re.IGNORECASE)
 # A sheet's selectors: a tag, a class, a tag's class, a link's state; Word's at-rules.
