@@ -179,6 +179,8 @@ CJK_SHEET = """@font-face
 p.MsoPlainText, li.MsoPlainText, div.MsoPlainText
 \t{mso-style-priority:99;
 \tmargin:0cm;
+\ttext-align:justify;
+\ttext-justify:inter-ideograph;
 \tfont-size:10.5pt;
 \tfont-family:\\7B49\\7EBF;
 \tmso-fareast-font-family:\\5B8B\\4F53;}
@@ -200,6 +202,15 @@ def outlook_html(body: str = "", extra: str = "", sheet: str = "") -> str:
     """Outlook's HTML of a short mail, ``body`` added among its paragraphs, ``extra``
     at the end of its head and ``sheet`` at the end of its style sheet."""
     return _HEAD.replace("{body}", body).replace("{extra}", extra).replace("{sheet}", sheet)
+
+
+def cjk_outlook_html() -> str:
+    """Chinese Outlook's HTML of a short mail: :data:`CJK_SHEET`, :data:`CJK_BODY`, and
+    on its <body> the language and how its punctuation is justified."""
+    return outlook_html(CJK_BODY, sheet=CJK_SHEET).replace(
+        '<body lang="EN-US" link="#0563C1" vlink="#954F72" style="word-wrap:break-word">',
+        '<body lang="ZH-CN" link="#0563C1" vlink="#954F72" '
+        'style="text-justify-trim:punctuation">')
 
 
 @functools.cache

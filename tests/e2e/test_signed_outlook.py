@@ -13,11 +13,10 @@ import pytest
 
 from tests.fixtures.postfix import has_header, send_message
 from tests.smime_outlook import (
-    CJK_BODY,
-    CJK_SHEET,
     LOGO_IMAGES,
     LOGO_SIGNATURE,
     OWA_QUOTED_REPLY,
+    cjk_outlook_html,
     outlook_html,
     signed_outlook_mail,
 )
@@ -61,7 +60,7 @@ def test_signed_outlook_html_arrives_as_signed(mail_system: MailSystem) -> None:
     # A reply quoting Outlook on the web, which put x_ before them (x_Picture_x0020_1).
     (outlook_html(OWA_QUOTED_REPLY), LOGO_IMAGES, "1.1.2", ("@id", 2)),
     # Chinese and Japanese font names, escaped in the sheet and the styles.
-    (outlook_html(CJK_BODY, sheet=CJK_SHEET), (), "1.2", ("style", 1)),
+    (cjk_outlook_html(), (), "1.2", ("style", 1)),
 ])
 def test_signed_outlook_logos_and_cjk_fonts_arrive_as_signed(
         mail_system: MailSystem, html: str, images: tuple[str, ...], part: str,

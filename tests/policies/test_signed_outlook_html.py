@@ -18,12 +18,11 @@ from postwarden_policies import (
 from postwarden_policies.render import verdict_lines
 from postwarden_policies.verdicts import ReplaceBody
 from tests.smime_outlook import (
-    CJK_BODY,
-    CJK_SHEET,
     LIST_SHEET,
     LOGO_IMAGES,
     LOGO_SIGNATURE,
     OWA_QUOTED_REPLY,
+    cjk_outlook_html,
     outlook_html,
     signed_outlook_mail,
 )
@@ -120,7 +119,7 @@ def test_a_signed_outlook_bulleted_list_with_its_list_sheet_goes_out_as_it_came(
 
 def test_a_signed_chinese_or_japanese_outlook_mail_goes_out_as_it_came() -> None:
     # Their font names are escapes (font-family:\5B8B\4F53 is SimSun), which were refused.
-    verdict = _verdict(outlook_html(CJK_BODY, sheet=CJK_SHEET), "strip")
+    verdict = _verdict(cjk_outlook_html(), "strip")
     assert isinstance(verdict.decision, Accept)
     assert [type(change) for change in verdict.changes] == [SignedHtmlKept]
 

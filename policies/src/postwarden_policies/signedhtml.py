@@ -36,15 +36,16 @@ from .sanitize import inert_css, sanitize_html
 
 __all__ = ["only_harmless_changes"]
 
-# What a sheet and the <body> style may set: how text looks and where it sits, Word's
-# page setup and its own mso-* properties. Not what hides, moves or overlays
-# (display, position, visibility, width...), nor any image.
+# What a sheet and the <body> style may set: how text looks and where it sits (Chinese
+# and Japanese Word's justification too), Word's page setup and its own mso-* properties.
+# Not what hides, moves or overlays (display, position, visibility, width...), nor any image.
 _PROPERTIES = frozenset(
     """color background-color font font-family font-size font-style font-weight font-variant
-    text-align text-decoration text-indent text-transform letter-spacing word-spacing
-    line-height vertical-align margin margin-top margin-right margin-bottom margin-left
-    padding padding-top padding-right padding-bottom padding-left word-wrap tab-interval
-    panose-1 page size page-break-before page-break-after page-break-inside""".split())
+    text-align text-justify text-justify-trim text-decoration text-indent text-transform
+    letter-spacing word-spacing line-height vertical-align margin margin-top margin-right
+    margin-bottom margin-left padding padding-top padding-right padding-bottom padding-left
+    word-wrap tab-interval panose-1 page size page-break-before page-break-after
+    page-break-inside""".split())
 # Where a declaration's escapes are read before it is judged: Word's mso-* (its bullet is
 # mso-level-text:\F0B7) and font-family, where Chinese and Japanese Outlook write a font's
 # name escaped (SimSun is \5B8B\4F53, Microsoft YaHei "\5FAE\8F6F\96C5\9ED1").
