@@ -33,6 +33,7 @@ from .foreigncontent import tag_name
 from .html_allowlist import TAGS, HtmlOptions
 from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower, attribute_unescape
 from .sanitize import inert_css, sanitize_html
+from .stylesheets import CSS_ESCAPE, read_escape
 
 __all__ = ["only_harmless_changes"]
 
@@ -74,10 +75,6 @@ _RULE = re.compile(r"\s*([^{}]+)\{([^{}]*)\}")
 # url() between from the check), nor does an escaped "/" or quote (a\/* is "a/" and "*").
 _STRING_OR_COMMENT = re.compile(
     r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|\\.|(/\*.*?\*/)""", re.DOTALL)
-# A CSS escape: up to six hex digits and one blank after them, or any one character but
-# a line break or a hex digit.
-_ESCAPE = re.compile(r"\\(?:([0-9a-f]{1,6})(?:\r\n|[ \t\n\r\f])?|([^\n\r\f0-9a-f]))",
-                     re.IGNORECASE)
 _STYLE_END = re.compile(r"</style[\t\n\f\r ]*>", re.IGNORECASE)
 # The conditional comment Outlook writes in the head: its shape defaults, numbers alone;
 # and the markers around its list bullets and line breaks (supportLists...), which hold
@@ -233,15 +230,8 @@ def _unescaped(setting: str) -> str | None:
     or U+FFFD outside one: here it stays a backslash, which the checks refuse. Read in
     Word's mso-* (which no browser applies) and font-family alone, where a name that
     reads as nothing but a font's can at worst show the text in another font."""
-    read = [_read_escape(found) for found in _ESCAPE.finditer(setting)]
-    return None if "'" in read or '"' in read else _ESCAPE.sub(_read_escape, setting)
-
-
-def _read_escape(found: re.Match[str]) -> str:
-    if found.group(2) is not None:
-        return found.group(2)
-    code = int(found.group(1), 16)
-    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+    read = [read_escape(found) for found in CSS_ESCAPE.finditer(setting)]
+    return None if "'" in read or '"' in read else CSS_ESCAPE.sub(read_escape, setting)
 
 
 def _strings_closed(setting: str) -> bool:

@@ -34,7 +34,10 @@ from collections.abc import Iterable, Iterator
 from .foreigncontent import style_sheets
 from .htmltokens import WS, ascii_lower
 
-_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(.)", re.DOTALL)
+# A CSS escape: up to six hex digits and one blank after them, or any one character but
+# a line break or a hex digit (a backslash before a line break escapes nothing).
+CSS_ESCAPE = re.compile(r"\\(?:([0-9a-f]{1,6})(?:\r\n|[ \t\n\r\f])?|([^\n\r\f0-9a-f]))",
+                        re.IGNORECASE)
 # How a declaration ranks in the cascade: !important, specificity, rule order.
 Rank = tuple[bool, int, int]
 # Declarations as the cascade leaves them: a property's rank and value.
@@ -76,7 +79,7 @@ _PSEUDO_ELEMENT = re.compile(r"::|:(?:before|after|first-line|first-letter)\b")
 _NAMED = re.compile("class|id")
 
 
-def _unescape(match: re.Match[str]) -> str:
+def read_escape(match: re.Match[str]) -> str:
     """A CSS escape as the browser reads it (``e\\78pression`` is ``expression``)."""
     if match.group(1) is None:
         return match.group(2)
@@ -86,7 +89,7 @@ def _unescape(match: re.Match[str]) -> str:
 
 def css_unescaped(text: str) -> str:
     """CSS text with its escapes read as the browser reads them."""
-    return _CSS_ESCAPE.sub(_unescape, text) if "\\" in text else text
+    return CSS_ESCAPE.sub(read_escape, text) if "\\" in text else text
 
 
 def declarations(block: str, properties: frozenset[str]) -> Iterator[tuple[str, str, bool]]:
