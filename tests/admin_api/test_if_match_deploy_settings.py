@@ -96,3 +96,21 @@ async def test_a_settings_change_on_stale_settings_is_refused(admin_client: Clie
                                    headers={**headers, "If-Match": other.headers["ETag"]})
     assert fresh.status == 200, await fresh.text()
     assert fresh.headers["ETag"] == seen  # the defaults again: no row stored, as at first
+
+
+async def test_one_resources_tag_is_refused_by_the_other(admin_client: Client,
+                                                         admin_key: str) -> None:
+    """No setting stored and no policy active: both states are empty, and their tags
+    were one, so the policies' tag passed a settings change's If-Match (and back)."""
+    headers = bearer(admin_key)
+    policies = (await admin_client.get("/api/v1/policies", headers=headers)).headers["ETag"]
+    settings = (await admin_client.get("/api/v1/settings", headers=headers)).headers["ETag"]
+    assert policies != settings
+    put = await admin_client.put("/api/v1/settings", json={"outbound_max_recipients": 9},
+                                 headers={**headers, "If-Match": policies})
+    await _refused(put)
+    revision = await _upload(admin_client, headers, "four")
+    deploy = await admin_client.post("/api/v1/policies/deploy", json={"activate": [revision]},
+                                     headers={**headers, "If-Match": settings})
+    await _refused(deploy)
+    assert await _active(admin_client, headers) == {"four": None}

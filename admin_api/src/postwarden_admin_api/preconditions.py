@@ -20,9 +20,11 @@ def quoted(value: object) -> str:
     return f'"{value}"'
 
 
-def digest_tag(parts: Iterable[object]) -> str:
-    """A tag of a state read as ``parts`` (rows, in a fixed order): any change changes it."""
-    digest = hashlib.sha256("\x00".join(map(repr, parts)).encode()).hexdigest()
+def digest_tag(resource: str, parts: Iterable[object]) -> str:
+    """A tag of ``resource``'s state read as ``parts`` (rows, in a fixed order): any change
+    changes it. The resource's name goes in too: two empty states (no settings stored, no
+    policy active) would share a tag, and one's tag pass the other's If-Match."""
+    digest = hashlib.sha256("\x00".join([resource, *map(repr, parts)]).encode()).hexdigest()
     return quoted(digest[:32])
 
 

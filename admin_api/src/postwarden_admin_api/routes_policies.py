@@ -156,7 +156,8 @@ async def policy_list(request: web.Request) -> web.Response:
 
 async def _active_set_tag(conn: asyncpg.Connection) -> str:
     """The ETag of which revisions are active (GET /api/v1/policies), a deploy's If-Match."""
-    return digest_tag(tuple(row) for row in await conn.fetch(SELECT_ACTIVE_SET))
+    rows = await conn.fetch(SELECT_ACTIVE_SET)
+    return digest_tag("policies", (tuple(row) for row in rows))
 
 
 async def _deploy_if_match(request: web.Request, conn: asyncpg.Connection) -> None:

@@ -51,7 +51,8 @@ SELECT_STATE = "SELECT name, value::text, updated_at FROM runtime_settings ORDER
 async def _shown(conn: asyncpg.Connection) -> tuple[dict[str, Any], dict[str, str]]:
     """The settings as shown, and their ETag header (in a transaction: one snapshot)."""
     shown = await describe_settings(conn)
-    return shown, {"ETag": digest_tag(tuple(row) for row in await conn.fetch(SELECT_STATE))}
+    rows = await conn.fetch(SELECT_STATE)
+    return shown, {"ETag": digest_tag("settings", (tuple(row) for row in rows))}
 
 
 @routes.get("/api/v1/settings")
