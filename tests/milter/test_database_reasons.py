@@ -45,6 +45,9 @@ def test_check_says_what_the_server_refused(
     assert main(["check", "--config", config]) == status
     [line] = [r.getMessage() for r in caplog.records if r.name == "postwarden_milter.app"]
     assert said in line, line
+    # policy_dir's policies: a start runs them, spooling its audit events.
+    assert line.endswith("the milter starts and spools audit events until database_url or "
+                         "the server is fixed"), line
     err = capsys.readouterr().err
     assert (said in err) == bool(status), err
     assert PASSWORD not in line + err
@@ -67,15 +70,20 @@ def test_a_milter_with_only_the_databases_policies_says_why_it_does_not_start(
     config = str(_config(tmp_path, database_url=f"'{database_url}'"))
     assert main(["check", "--config", config]) == 2
     err = capsys.readouterr().err
-    assert "the milter would not start (exit 1) until it is fixed" in err, err
+    does_not_start = ("with no usable last good policy set in spool_dir, the milter does not "
+                      "start (exit 1, retried) until database_url or the server is fixed")
+    assert does_not_start in err, err
     start = subprocess.run([sys.executable, "-m", "postwarden_milter", "--config", config],
                            capture_output=True, text=True, timeout=60, check=False)
     assert start.returncode == 1, start.stderr
     # Said as check says it: refused, with the server's reason, not "unreachable".
-    assert ('postwarden-milter: no policy set: the server refuses database_url '
-            '(InvalidAuthorizationSpecificationError: role "nobody_here" does not exist) '
+    refused = 'InvalidAuthorizationSpecificationError: role "nobody_here" does not exist'
+    assert (f'postwarden-milter: no policy set: the server refuses database_url ({refused}) '
             'and no usable last good set in spool_dir') in start.stderr, start.stderr
     assert "unreachable" not in start.stderr
+    # Its first line too: not that it spools, as a milter with other policies does.
+    assert f"database refuses database_url at start ({refused}): {does_not_start}" in start.stderr
+    assert "spool" not in start.stderr.replace("spool_dir", "")
     assert PASSWORD not in start.stderr
 
 

@@ -72,6 +72,7 @@ from .signals import PendingSignals, signals_blocked, signals_handled
 from .spool import AuditSpool, SpoolBudget
 from .startup_checks import (
     check_schema,
+    no_policy_source,
     policies_refused,
     refuse_served_socket,
     serve_metrics,
@@ -169,7 +170,8 @@ class MilterProcess:
         if self.worker is None:  # workers: the parent did
             refuse_served_socket(self.settings.milter_socket)
             if self.settings.database_url is not None:
-                check_schema(self.settings.database_url.reveal())
+                check_schema(self.settings.database_url.reveal(),
+                             alone=lambda: no_policy_source(self.settings))
         with signals_blocked():
             self.loop_thread.start()
             try:

@@ -26,7 +26,7 @@ from .heap import keep_freed_memory, one_arena
 from .journal import adopt_orphan_journals
 from .logcontext import configure_logging
 from .postfix_config import postfix_warnings
-from .reload import NO_ACTIVE_POLICY, LastGoodUnusable, last_good_set
+from .reload import NO_ACTIVE_POLICY
 from .settings import (
     SETTING_NAMES,
     MilterSettings,
@@ -42,9 +42,12 @@ from .startup_checks import (
     SILENT,
     DatabaseCheck,
     claim_spool_dir,
+    last_good_runs,
+    no_policy_source,
     policies_refused,
     preflight,
     refuse_unresolved_hosts,
+    refused_start,
 )
 from .supervisor import Supervisor
 
@@ -133,7 +136,7 @@ def check(config: Path | None) -> int:
     database = found.database
     if database is not None and database.refusal is not None:
         print(f"{PROG}: database_url: the server refuses it ({database.refusal}); "
-              f"{_start_refused(settings)}", file=sys.stderr)
+              f"{refused_start(_no_policy_source(settings))}", file=sys.stderr)
         return EXIT_CONFIG
     if database is not None and not database.reachable and _no_policy_source(settings):
         # A start's status (NotYet), for a deployment's gate. A reload fails too, which
@@ -144,15 +147,6 @@ def check(config: Path | None) -> int:
     if database is not None:
         print(_database_state(database))
     return 0
-
-
-def _start_refused(settings: MilterSettings) -> str:
-    """What a start does on a database that refuses database_url: it audits nothing to
-    it until that is fixed, and with no policies but the database's it cannot start."""
-    if _no_policy_source(settings):  # a start's NotYet: exit 1, retried
-        return ("with no usable last good policy set in spool_dir, the milter would not "
-                "start (exit 1) until it is fixed")
-    return "the milter would start and spool audit events until it is fixed"
 
 
 def _database_state(database: DatabaseCheck) -> str:
@@ -180,7 +174,7 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]
     try:
         policy_set = load_policy_set_from_sources(active)
     except PoliciesError as exc:
-        if not _last_good_runs(settings):
+        if not last_good_runs(settings, _warn):
             raise
         print(f"warning: {policies_refused(exc)}; the milter would start on the last good "
               "set in spool_dir", file=sys.stderr)
@@ -194,18 +188,12 @@ def _active_policies(settings: MilterSettings, active: list[tuple[str, str]]
 
 
 def _no_policy_source(settings: MilterSettings) -> bool:
-    """Whether a start would have no policies but the database's: no policy_dir, and no
-    last good set in spool_dir it can run."""
-    return settings.policy_dir is None and not _last_good_runs(settings)
+    """no_policy_source, said: why spool_dir's last good set cannot run."""
+    return no_policy_source(settings, _warn)
 
 
-def _last_good_runs(settings: MilterSettings) -> bool:
-    """Whether spool_dir keeps a last good set a start can run (one it cannot, said)."""
-    try:
-        return last_good_set(settings.spool_dir) is not None
-    except LastGoodUnusable as exc:
-        print(f"warning: cannot fall back on the last good policy set: {exc}", file=sys.stderr)
-        return False
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def serve(config: Path | None) -> int:

@@ -36,7 +36,7 @@ from postwarden_store.policies import fetch_active_sources
 from .audit_pipeline import REFUSALS
 from .errors import NotYet, StartupError
 from .listener import bind_problem, host_problem, resolve_problem, served_elsewhere, unix_path
-from .reload import PolicyFiles, RunningSet
+from .reload import LastGoodUnusable, PolicyFiles, RunningSet, last_good_set
 from .settings import MilterSettings
 from .spool import lock_directory
 
@@ -64,14 +64,16 @@ class SchemaUnanswered(Exception):
     """The database took the connect, then did not answer the check in time."""
 
 
-def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
+def check_schema(dsn: str, read_active: bool = False, *,
+                 alone: Callable[[], bool] = lambda: False) -> DatabaseCheck:
     """Refuse to start against a database that lacks migrations, or with options in
     database_url the server refuses; tolerate one that is down, silent (no answer within
     :data:`SCHEMA_TIMEOUT`, to the connect or to the check), or refuses the role,
     password or database (those a change on the server mends, a password rotated, a
     database restored, without a restart here: meanwhile mail flows, its audit events
     spooled), or refuses writes (a standby: the audit writer says so). ``read_active``:
-    also read the active policies (a check's)."""
+    also read the active policies (a check's). ``alone``: whether the start has no
+    policies but the database's (asked of a refusal alone: it reads spool_dir)."""
 
     async def ask(conn: asyncpg.Connection) -> DatabaseCheck:
         await check_schema_current(conn)
@@ -109,13 +111,39 @@ def check_schema(dsn: str, read_active: bool = False) -> DatabaseCheck:
         raise StartupError(str(exc)) from None
     except REFUSALS as exc:
         refusal = database_problem(exc)
-        log.error("database refuses database_url at start (%s): audit events are spooled "
-                  "until database_url or the server is fixed", refusal)
+        log.error("database refuses database_url at start (%s): %s", refusal,
+                  refused_start(alone()))
         return DatabaseCheck(reachable=False, refusal=refusal)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         log.warning("database unreachable at start (%s): audit events are spooled until it is back",
                     database_problem(exc))
         return DatabaseCheck(reachable=False)
+
+
+def refused_start(alone: bool) -> str:
+    """What a start does on a database that refuses database_url (`check` says it too): it
+    audits nothing to it until that is fixed, and with no policies but the database's
+    (``alone``) it cannot start."""
+    if alone:  # a start's NotYet: exit 1, retried
+        return ("with no usable last good policy set in spool_dir, the milter does not "
+                "start (exit 1, retried) until database_url or the server is fixed")
+    return "the milter starts and spools audit events until database_url or the server is fixed"
+
+
+def no_policy_source(settings: MilterSettings,
+                     warn: Callable[[str], None] = lambda _: None) -> bool:
+    """Whether a start would have no policies but the database's: no policy_dir, and no
+    last good set in spool_dir it can run (why one cannot, to ``warn``)."""
+    return settings.policy_dir is None and not last_good_runs(settings, warn)
+
+
+def last_good_runs(settings: MilterSettings, warn: Callable[[str], None]) -> bool:
+    """Whether spool_dir keeps a last good set a start can run (why one cannot, to ``warn``)."""
+    try:
+        return last_good_set(settings.spool_dir) is not None
+    except LastGoodUnusable as exc:
+        warn(f"cannot fall back on the last good policy set: {exc}")
+        return False
 
 
 def policies_refused(exc: PoliciesError) -> StartupError:
@@ -139,7 +167,8 @@ def preflight(settings: MilterSettings) -> Preflight:
     database = None
     if settings.database_url is not None:
         database = check_schema(settings.database_url.reveal(),
-                                read_active=settings.policy_dir is None)
+                                read_active=settings.policy_dir is None,
+                                alone=lambda: no_policy_source(settings))
     policies = None
     if settings.policy_dir is not None:
         files = PolicyFiles(settings.policy_dir)
