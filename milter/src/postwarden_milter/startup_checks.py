@@ -4,7 +4,8 @@ admin must fix (a schema too old, policies that do not load, a socket or metrics
 address that cannot be served, options in database_url the client or server refuses,
 sslmode=require against a server without TLS). A database that is down, silent (no
 answer in time), or refuses database_url's role, password or database, refuses
-nothing: audit events are spooled until it is back or fixed.
+nothing here: audit events are spooled until it is back or fixed (but a milter with no
+policies other than the database's and no last good set cannot start: :func:`refused_start`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class DatabaseCheck:
     reachable: bool  # False: the schema could not be asked
     silent: bool = False  # connected, but no answer to the check within SCHEMA_TIMEOUT
     refusal: str | None = None  # what the server said, refusing database_url's role,
-    # password or database (the milter spools until the admin mends it)
+    # password or database (until the admin mends it: refused_start)
     active: list[tuple[str, str]] | None = None  # the active policies, when asked for
     read_only: bool = False  # it refuses writes: audit events are spooled
 
