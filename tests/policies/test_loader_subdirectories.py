@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from postwarden_policies import load_policy_set
-from postwarden_policies.cli import main
+from postwarden_policies.cli import EXIT_WARNINGS, main
 from postwarden_policies.errors import PolicyIssue
 
 POLICY = "version: 1\nname: NAME\n"
@@ -93,7 +93,13 @@ def test_check_warns_and_passes(policies: Path, capsys: pytest.CaptureFixture[st
     out, err = capsys.readouterr()
     assert out.startswith("ok: 1 policies, 0 rules")
     assert err == f"{policies / 'team-a'}: warning: " + WARNING.format(
-        files="team-a/inbound.yaml, team-a/nested/outbound.YML") + "\n"
+        files="team-a/inbound.yaml, team-a/nested/outbound.YML") + " [subdirectory_not_loaded]\n"
+
+
+def test_error_on_its_code_fails_check(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It had no code: only --strict could keep it out of a CI run, with every other warning."""
+    assert main(["check", "--error-on", "subdirectory_not_loaded", str(policies)]) == EXIT_WARNINGS
+    assert "fatal warning: subdirectory not loaded" in capsys.readouterr().err
 
 
 def test_the_warning_comes_with_the_error_it_explains(
@@ -107,4 +113,5 @@ def test_the_warning_comes_with_the_error_it_explains(
                                    "message": "no *.yaml or *.yml policy files"}]
     assert document["warnings"] == [{
         "file": str(tmp_path / "team-a"), "line": None, "column": None,
-        "message": WARNING.format(files="team-a/inbound.yaml"), "code": None, "fatal": False}]
+        "message": WARNING.format(files="team-a/inbound.yaml"), "code": "subdirectory_not_loaded",
+        "fatal": False}]

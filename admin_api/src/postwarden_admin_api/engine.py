@@ -35,6 +35,7 @@ from postwarden_policies.errors import (
     PAST_PARSER_CAP,
     REGEX_IN_GLOB,
     SINGLE_LABEL_DOMAIN,
+    SUBDIRECTORY_NOT_LOADED,
     TEST_EXPECTATION_UNMET,
     TEST_SAMPLE_MISREAD,
     UNREACHABLE_RULE,
@@ -69,6 +70,8 @@ LOADER_WARNINGS: Mapping[str, str] = {
                          "reads, which no mail domain is",
     UNREACHABLE_RULE: "a terminal rule without conditions (no when:) that other rules "
                       "follow, which no message then reaches",
+    SUBDIRECTORY_NOT_LOADED: "policy files in a subdirectory of a policy directory, which is "
+                             "read without its subdirectories (policy push, check)",
     PAST_PARSER_CAP: "a max_mime_parts or max_mime_depth past what the parser reads, which "
                      "acts as that",
     BLOCK_LINE_END: "a pattern or glob written as a block (|) that ends with its line break, "

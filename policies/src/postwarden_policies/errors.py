@@ -28,6 +28,7 @@ REGEX_IN_GLOB = "regex_in_glob"  # a glob written as a regular expression (.*\.e
 LIST_IN_GLOB = "list_in_glob"  # globs written as one text ("*.exe, *.scr")
 SINGLE_LABEL_DOMAIN = "single_label_domain"  # sender_domain: partners, a list's name
 UNREACHABLE_RULE = "unreachable_rule"  # rules after a terminal rule without conditions
+SUBDIRECTORY_NOT_LOADED = "subdirectory_not_loaded"  # policy files below a directory named
 # A policy test's inline sample the parser would misread (raw: one line of literal \n,
 # folded (>), or starting with a byte order mark):
 # `check` and `test` refuse it, a milter and an upload warn.
@@ -39,7 +40,8 @@ TEST_EXPECTATION_UNMET = "test_expectation_unmet"
 # what `--error-on CODE` may name.
 WARNING_CODES = (COMMENT_AFTER_VALUE, ASCII_ONLY_CLASS, BLOCK_LINE_END, CASE_FOLDING,
                  MATCHES_EVERY_TEXT, BRACKETED_WORD, MALFORMED_UNSANITIZED, PAST_PARSER_CAP,
-                 REGEX_IN_GLOB, LIST_IN_GLOB, SINGLE_LABEL_DOMAIN, UNREACHABLE_RULE)
+                 REGEX_IN_GLOB, LIST_IN_GLOB, SINGLE_LABEL_DOMAIN, UNREACHABLE_RULE,
+                 SUBDIRECTORY_NOT_LOADED)
 SHOWN_CHARS = 80  # of a key or value an issue quotes
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import PolicyIssue, PolicyLoadError
+from .errors import SUBDIRECTORY_NOT_LOADED, PolicyIssue, PolicyLoadError
 from .malformedcover import malformed_unsanitized
 from .model import Policy
 from .patterns import compile_budget
@@ -263,7 +263,8 @@ def unloaded_subdirectories(paths: Iterable[Path], loaded: Iterable[Path]) -> li
                 continue
             left = [f for f in _files_below(sub) if f.resolve() not in loaded_files]
             if left:
-                warnings.append(PolicyIssue(str(sub), None, None, _unloaded(directory, left)))
+                warnings.append(PolicyIssue(str(sub), None, None, _unloaded(directory, left),
+                                            SUBDIRECTORY_NOT_LOADED))
     return warnings
 
 
