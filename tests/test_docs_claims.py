@@ -72,7 +72,7 @@ def test_the_readme_push_session_shows_the_files_in_the_order_push_prints_them(
     monkeypatch.chdir(REPO)
     shown = re.findall(r"^(\S+): active as revision (\d+)$", README.read_text(), re.M)
     pushed = checked_files(Path("policies/examples"))
-    assert pushed is not None
+    assert isinstance(pushed, dict)
     assert shown == [(file, str(number))
                      for number, (file, _) in enumerate(pushed.values(), 1)]
 

@@ -97,6 +97,32 @@ async def test_a_subdirectory_not_loaded_is_warned_of_as_check_warns_of_it(
     assert await active(admin_client, admin_key) == {"kept": 1}
 
 
+@pytest.mark.parametrize(("options", "code"), [
+    pytest.param(["--strict"], 3, id="strict"),
+    pytest.param(["--error-on", "bracketed_word"], 3, id="error-on-present"),
+    pytest.param(["--dry-run", "--error-on", "bracketed_word"], 3, id="dry-run"),
+    pytest.param(["--error-on", "case_folding"], 0, id="error-on-absent"),
+])
+async def test_a_warning_made_fatal_pushes_nothing_as_check_fails_on_it(
+    tmp_path: Path, admin_client: Client, admin_key: str, *, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], options: list[str], code: int,
+) -> None:
+    # push had no --strict nor --error-on: a CI deploy went on past what check failed on.
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "a.yaml").write_text("version: 1\nname: tagged\nrules:\n  - name: r\n"
+                              "    when: {subject: '[SPAM]'}\n    then: reject\n")
+    assert policy_main(["check", *options[-2:], str(d)]) == code
+    checked = capsys.readouterr().err
+    assert await push(admin_client, admin_key, d, *options, monkeypatch=monkeypatch) == code
+    if code:
+        assert capsys.readouterr().err == checked
+        assert "fatal warning:" in checked
+        assert await policies(admin_client, admin_key) == set()  # nothing uploaded
+    else:
+        assert await active(admin_client, admin_key) == {"tagged": 1}
+
+
 async def test_a_value_a_comment_cut_short_is_warned_of_once_as_check_warns_of_it(
     tmp_path: Path, admin_client: Client, admin_key: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

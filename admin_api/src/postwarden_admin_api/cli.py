@@ -6,7 +6,7 @@
     postwarden-admin keys list | revoke KEY_ID | rotate KEY_ID [--grace-seconds N]
     postwarden-admin secrets rotate --new-key-file FILE
     postwarden-admin policy push DIR [--url URL] [--comment TEXT] [--prune] [--dry-run]
-                                                                  (key: $POSTWARDEN_API_KEY)
+                                     [--strict] [--error-on CODE]  (key: $POSTWARDEN_API_KEY)
 
 ``--config FILE`` goes before the command or after it (``serve --config FILE``).
 ``policy push`` talks to the service over HTTP and needs no ``database_url``.
@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from postwarden_policies.cli import add_strict_options
 from postwarden_policies.redact import log_to_stderr
 from postwarden_policies.settings_source import (
     SettingsError,
@@ -196,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="upload and activate nothing: show what the push would change "
                       "(the diff of each changed policy) and whether the service would take "
                       "the set (exit 1 if not); an auditor key will do")
+    add_strict_options(push)  # a warning they make fatal: nothing uploaded, dry run or not
     return parser
 
 
@@ -350,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(push_directory(_push_url(args),
                                               os.environ.get("POSTWARDEN_API_KEY", ""),
                                               args.directory, args.comment,
-                                              prune=args.prune, dry_run=args.dry_run))
+                                              prune=args.prune, dry_run=args.dry_run,
+                                              strict=args.strict, error_on=args.error_on))
         # serve and secrets rotate use the keys; a key file missing there (not yet
         # made, or on the service's host only) must not stop migrate or keys.
         settings = load_settings(args.config, os.environ,

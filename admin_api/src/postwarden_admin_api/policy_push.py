@@ -2,7 +2,8 @@
 
 1. DIR is loaded as ``postwarden-policy check`` loads it (the same files, the same
    problems, printed the same way, exit 1); a problem, or a file naming the policy
-   ``database-rules`` (the Rules API's), and nothing is uploaded.
+   ``database-rules`` (the Rules API's), and nothing is uploaded; nor, exit 3, with a
+   warning ``--strict`` or ``--error-on CODE`` makes fatal, as check's.
 2. Every file is uploaded (each validated by the service; an unchanged file gets
    its existing revision back); the warnings each upload answers are printed.
 3. One ``POST /api/v1/policies/deploy`` activates all those revisions (and, with
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ from postwarden_policies import (
     load_policy_set,
     load_policy_set_from_sources,
 )
+from postwarden_policies.cli import EXIT_WARNINGS
 from postwarden_policies.policyset import content_hash
-from postwarden_policies.testreport import Loaded, issue_lines
+from postwarden_policies.testreport import Loaded, fatal_line, issue_lines
 
 from .diffs import unified_diff
 from .engine import LOADER_WARNINGS
@@ -60,10 +62,13 @@ def _print_issues(loaded: Loaded) -> None:
         print(line, file=sys.stderr)
 
 
-def checked_files(directory: Path) -> dict[str, tuple[str, bytes]] | None:
+def checked_files(
+    directory: Path, strict: bool = False, error_on: Collection[str] = ()
+) -> dict[str, tuple[str, bytes]] | int:
     """{policy name: (file, content)} of the directory's policies, loaded as check loads
-    them (the bytes an upload sends, read as soon as they loaded); None once its
-    problems are printed as check prints them."""
+    them (the bytes an upload sends, read as soon as they loaded); the exit code once
+    its problems (or warnings failing it: --strict, --error-on) are printed as check
+    prints them."""
     if not directory.is_dir():
         raise PushError(f"{directory}: not a directory")
     # Its warnings (a subdirectory not loaded) printed as check prints them: they went
@@ -72,16 +77,20 @@ def checked_files(directory: Path) -> dict[str, tuple[str, bytes]] | None:
     try:
         policy_set = load_policy_set([directory], check_samples=True, warn=warnings.append)
     except PolicyLoadError as exc:
-        _print_issues(Loaded(None, exc.in_order(), warnings))
-        return None
-    _print_issues(Loaded(policy_set, (), warnings))
+        _print_issues(Loaded(None, exc.in_order(), warnings).failing(strict, error_on))
+        return 1
+    loaded = Loaded(policy_set, (), warnings).failing(strict, error_on)
+    _print_issues(loaded)
     reserved = [p for p in policy_set.policies if p.name == MANAGED_POLICY]
     for policy in reserved:
         line, column = policy.where
         print(f"{policy.source}:{line}:{column}: policy name {MANAGED_POLICY!r} is reserved: "
               "the Rules API (/api/v1/rules) manages it", file=sys.stderr)
     if reserved:
-        return None
+        return 1
+    if loaded.fatal:
+        print(fatal_line(loaded), file=sys.stderr)
+        return EXIT_WARNINGS
     return {p.name: (p.source, Path(p.source).read_bytes()) for p in policy_set.policies}
 
 
@@ -287,12 +296,13 @@ def _presented(key: str) -> str:
 
 
 async def push_directory(url: str, key: str, directory: Path, comment: str | None, *,
-                         prune: bool = False, dry_run: bool = False) -> int:
+                         prune: bool = False, dry_run: bool = False, strict: bool = False,
+                         error_on: Collection[str] = ()) -> int:
     key = _presented(key)
     base = _base_url(url)
-    files = checked_files(directory)
-    if files is None:
-        return 1
+    files = checked_files(directory, strict, error_on)
+    if isinstance(files, int):
+        return files
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(base_url=base, timeout=timeout) as session:
         service = _Service(session, key)

@@ -45,7 +45,6 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +120,7 @@ def _load(paths: Sequence[str], *, check_samples: bool = False) -> Loaded:
 
 def _checked(args: argparse.Namespace) -> Loaded:
     """The named paths loaded for check and test, with the warnings that fail the run."""
-    loaded = _load(args.paths, check_samples=True)
-    fatal = [w for w in loaded.warnings if args.strict or w.code in args.error_on]
-    return replace(loaded, fatal=fatal)
+    return _load(args.paths, check_samples=True).failing(args.strict, args.error_on)
 
 
 def _with_warnings(code: int, loaded: Loaded) -> int:
@@ -281,7 +278,8 @@ def _add_format(command: argparse.ArgumentParser) -> None:
                          help="text (default), or one JSON document on stdout")
 
 
-def _add_strict(command: argparse.ArgumentParser) -> None:
+def add_strict_options(command: argparse.ArgumentParser) -> None:
+    """--strict and --error-on CODE, for check and test (and postwarden-admin policy push)."""
     command.add_argument("--strict", action="store_true",
                          help="fail (exit 3) on any warning, as on an error")
     command.add_argument("--error-on", action="append", default=[], metavar="CODE",
@@ -301,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                "3 they load with warnings --strict or --error-on fail; 74 the output "
                "could not be written")
     _add_format(check)
-    _add_strict(check)
+    add_strict_options(check)
     check.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     check.set_defaults(run=_check)
     test = commands.add_parser(
@@ -313,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--whole-set", action="store_true",
                       help="fail a case the whole loaded set gives another outcome")
     _add_format(test)
-    _add_strict(test)
+    add_strict_options(test)
     test.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", type=_path)
     test.set_defaults(run=_test)
     ev = commands.add_parser("eval", help="evaluate one message against policies")

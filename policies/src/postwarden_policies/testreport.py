@@ -8,7 +8,7 @@ release; ``version`` changes only when one is removed or changes meaning
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,6 +36,11 @@ class Loaded:
     def ok(self) -> bool:
         """Whether the set loaded with no warning failing it."""
         return self.policy_set is not None and not self.fatal
+
+    def failing(self, strict: bool, error_on: Collection[str]) -> Loaded:
+        """These with the warnings that fail the run: every one (--strict), or those of
+        the codes in ``error_on`` (--error-on)."""
+        return replace(self, fatal=[w for w in self.warnings if strict or w.code in error_on])
 
 
 def case_failed(result: CaseResult, *, whole_set: bool) -> bool:
