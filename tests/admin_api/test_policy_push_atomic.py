@@ -132,7 +132,8 @@ async def test_a_value_a_comment_cut_short_is_warned_of_once_as_check_warns_of_i
     d.mkdir()
     (d / "a.yaml").write_text("version: 1\nname: cut\nrules:\n  - name: r\n"
                               "    then: reject\n    message: Ticket #12\n")
-    await _pushed_as_checked(d, f"{d / 'a.yaml'}:6:14: warning: rule 'r': 'Ticket' ends where",
+    await _pushed_as_checked(d, f"{d / 'a.yaml'}:6:14: warning: rule 'r': message: 'Ticket' "
+                             "ends where",
                              admin_client, admin_key, monkeypatch=monkeypatch, capsys=capsys)
     assert await active(admin_client, admin_key) == {"cut": 1}
 

@@ -71,7 +71,8 @@ async def test_a_value_a_comment_cut_short_is_an_upload_warning_of_its_own_code(
     assert status == 201, revision
     [(code, file, line, column, message)] = _told(revision["warnings"])
     assert (code, file, line, column) == ("value_cut_by_comment", "upload", 6, 14)
-    assert message.startswith("rule 'r': 'Ticket' ends where '#12' starts a YAML comment")
+    assert message.startswith("rule 'r': message: 'Ticket' ends where '#12' starts a YAML "
+                              "comment")
     document = await (await admin_client.get("/api/v1/openapi.json")).json()
     codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
     assert "value_cut_by_comment" in codes

@@ -97,8 +97,9 @@ async def test_a_rule_that_does_not_load_is_named_not_a_revision_never_stored(
             "rule": {"name": "bad", "when": {"sender": [sender]}, "then": "rejct"}})
         assert refused.status == 422, await refused.text()
         assert (await refused.json())["error"]["details"] == [{
-            "field": "rule", "message": "rule 'bad': expected one of accept, reject, tempfail, "
-            "discard, quarantine, strip_attachment; got 'rejct' (did you mean 'reject'?)"}]
+            "field": "rule", "message": "rule 'bad': then: expected one of accept, reject, "
+            "tempfail, discard, quarantine, strip_attachment; got 'rejct' (did you mean "
+            "'reject'?)"}]
     assert await _names(admin_client, admin_key) == []
 
 

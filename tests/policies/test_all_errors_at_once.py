@@ -28,9 +28,11 @@ tests:
 
 def test_every_issue_is_reported() -> None:
     assert [str(i) for i in check_policy_text("p.yaml", TEXT)] == [
-        "p.yaml:5:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, "
+        "p.yaml:5:11: rule 'a': then: expected one of accept, reject, tempfail, discard, "
+        "quarantine, "
         "strip_attachment; got 'rejekt' (did you mean 'reject'?)",
-        "p.yaml:14:13: test 't': expected one of accept, reject, tempfail, discard, quarantine; "
+        "p.yaml:14:13: test 't': expect: expected one of accept, reject, tempfail, discard, "
+        "quarantine; "
         "got 'acept' (did you mean 'accept'?)",
         "p.yaml:8:11: duplicate rule name 'b' (first at line 6)",
         "p.yaml:15:23: test 't': unknown rule 'nope' in expect_rules",
@@ -51,10 +53,11 @@ def test_a_duplicate_key_hides_nothing_else_of_its_mapping() -> None:
             "    then: rejct\n")
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
         "p.yaml:7:5: rule 'r1': duplicate key 'then' (first defined at line 6)",
-        "p.yaml:5:21: rule 'r1': invalid RE2 regular expression '(bad': missing ): (bad",
+        "p.yaml:5:21: rule 'r1': when.subject: invalid RE2 regular expression '(bad': missing ): "
+        "(bad",
         "p.yaml:10:34: rule 'r2': duplicate key 'subject' (first defined at line 10, column 16)",
         "p.yaml:10:25: rule 'r2': invalid RE2 regular expression '(bad2': missing ): (bad2",
-        "p.yaml:11:11: rule 'r2': expected one of accept, reject, tempfail, discard, "
+        "p.yaml:11:11: rule 'r2': then: expected one of accept, reject, tempfail, discard, "
         "quarantine, strip_attachment; got 'rejct' (did you mean 'reject'?)",
     ]
 
@@ -78,10 +81,11 @@ def test_code_and_message_are_checked_beside_an_error_in_the_rule() -> None:
         "p.yaml:5:40: rule 'a': add_header never applies with action reject: the message is "
         "not delivered",
         "p.yaml:6:11: rule 'a': reject needs a 5xx code, got 450",
-        "p.yaml:8:21: rule 'b': invalid RE2 regular expression '(x': missing ): (x",
+        "p.yaml:8:21: rule 'b': when.subject: invalid RE2 regular expression '(x': missing ): (x",
         "p.yaml:10:14: rule 'b': message is only allowed with reject, tempfail or quarantine",
         # A misspelt action: whether 450 suits it is not known.
-        "p.yaml:12:20: rule 'c': expected one of accept, reject, tempfail, discard, quarantine; "
+        "p.yaml:12:20: rule 'c': then.action: expected one of accept, reject, tempfail, discard, "
+        "quarantine; "
         "got 'rejct' (did you mean 'reject'?)",
     ]
 
@@ -102,7 +106,7 @@ def test_a_case_s_sample_and_expectations_are_checked_beside_an_error_in_it(
         (5, "message file not found: gone.eml"),
         (6, "expected an e-mail address, got 'nobody'"),
         (8, "give exactly one of message (a file) or raw (the message inline)"),
-        (12, "expected one of accept, reject, tempfail, discard, quarantine; got 'acept' "
+        (12, "expect: expected one of accept, reject, tempfail, discard, quarantine; got 'acept' "
              "(did you mean 'accept'?)"),
         (15, "expected an e-mail address, got 'nobody'"),
         (17, "expect: reject delivers nothing: no message to hold or lack headers, nor "

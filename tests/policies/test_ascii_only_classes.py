@@ -55,4 +55,5 @@ def test_check_prints_it_as_a_warning(tmp_path: Path,
     policy = tmp_path / "p.yaml"
     policy.write_text(HEAD + "      subject: '[а-я]+\\b'\n", encoding="utf-8")
     assert main(["check", str(tmp_path)]) == 0
-    assert f"{policy}:7:16: warning: rule 'r': RE2 regular expression" in capsys.readouterr().err
+    told = f"{policy}:7:16: warning: rule 'r': when.subject: RE2 regular expression"
+    assert told in capsys.readouterr().err

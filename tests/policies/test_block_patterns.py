@@ -28,7 +28,8 @@ def test_a_block_pattern_ending_with_its_line_break_is_a_warning(style: str) -> 
     [warning] = warnings
     assert (warning.line, warning.column, warning.code) == (7, 16, BLOCK_LINE_END)
     assert warning.message == (
-        "rule 'r': this pattern ends with the line break its block (| or >) keeps, which a "
+        "rule 'r': when.subject: this pattern ends with the line break its block (| or >) keeps, "
+        "which a "
         "match then needs (a Subject or header value, read on one line, has none): write "
         "|- or >- to leave it out, or the pattern on the key's line")
 
@@ -41,20 +42,22 @@ def test_without_the_blocks_line_break_nothing_is_said(condition: str) -> None:
     assert warnings == []
 
 
-@pytest.mark.parametrize(("condition", "where"), [
-    ("      attachment:\n        filename: |\n          *.exe\n", (8, 19)),
-    ("      attachment:\n        content_type: >\n          application/*\n", (8, 23)),
-    ("      helo:\n        - |\n          *.example.com\n", (8, 11)),
+@pytest.mark.parametrize(("condition", "where", "path"), [
+    ("      attachment:\n        filename: |\n          *.exe\n", (8, 19),
+     "when.attachment.filename: "),
+    ("      attachment:\n        content_type: >\n          application/*\n", (8, 23),
+     "when.attachment.content_type: "),
+    ("      helo:\n        - |\n          *.example.com\n", (8, 11), ""),  # a list's item
 ])
 def test_a_block_glob_ending_with_its_line_break_is_a_warning(
-    condition: str, where: tuple[int, int]
+    condition: str, where: tuple[int, int], path: str
 ) -> None:
     """A glob never matches a file name, type or host name with a line break at its end:
     the rule never matched, silently, as a block pattern did."""
     [warning] = _load(condition)[0]
     assert (warning.line, warning.column, warning.code) == (*where, BLOCK_LINE_END)
     assert warning.message == (
-        "rule 'r': this glob ends with the line break its block (| or >) keeps, which a "
+        f"rule 'r': {path}this glob ends with the line break its block (| or >) keeps, which a "
         "match then needs (a file name, type or host name has none): write |- or >- to "
         "leave it out, or the glob on the key's line")
 

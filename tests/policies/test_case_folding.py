@@ -33,11 +33,13 @@ def test_re2_matches_no_other_spelling() -> None:
 
 @pytest.mark.parametrize(("condition", "column", "told"), [
     ("subject: '(?i)straße'", 16,
-     "RE2 regular expression '(?i)straße' is case-insensitive, but RE2 folds case one "
+     "when.subject: RE2 regular expression '(?i)straße' is case-insensitive, but RE2 folds case "
+     "one "
      "character for one: 'ß' matches neither 'ss' nor 'SS'; write both spellings, as in "
      "(?:ß|ss)"),
     ("body: 'x(?i:\ufb01nance)'", 13,
-     "RE2 regular expression 'x(?i:\ufb01nance)' is case-insensitive, but RE2 folds case one "
+     "when.body: RE2 regular expression 'x(?i:\ufb01nance)' is case-insensitive, but RE2 folds "
+     "case one "
      "character for one: '\ufb01' matches neither 'fi' nor 'FI'; write both spellings, as in "
      "(?:\ufb01|fi)"),
     ("attachment: {filename: ['*.pdf', '*straße*']}", 40,
@@ -68,7 +70,8 @@ def test_check_prints_it_as_a_warning(tmp_path: Path,
     policy = tmp_path / "p.yaml"
     policy.write_text(HEAD + "      subject: '(?i)straße'\n", encoding="utf-8")
     assert main(["check", str(tmp_path)]) == 0
-    assert f"{policy}:7:16: warning: rule 'r': RE2 regular expression" in capsys.readouterr().err
+    told = f"{policy}:7:16: warning: rule 'r': when.subject: RE2 regular expression"
+    assert told in capsys.readouterr().err
 
 
 def test_a_glob_listed_with_the_other_spelling_warns_of_nothing() -> None:

@@ -104,8 +104,9 @@ def test_a_name_repeated_by_a_file_with_other_problems_is_reported_with_them(
     assert (code, err.splitlines()) == (2, [
         f"{second}:2:7: policy name 'team-inbound' is also used at {first}:2:7",
         f"{second}:4:11: rule name 'block-exe' is also used at {first}:4:11",
-        f"{second}:7:20: rule 'block-exe': expected a size in bytes such as 1048576 or "
-        '"1MB", got the string \'lots\'',
+        f"{second}:7:20: rule 'block-exe': when.attachment.size_over: expected a size in bytes "
+        "such as "
+        '1048576 or "1MB", got the string \'lots\'',
     ])
 
 

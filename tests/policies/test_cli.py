@@ -42,7 +42,8 @@ def test_check_reports_every_issue_sorted(
     assert captured.out == ""
     assert captured.err.splitlines() == [
         f"{bad}:5:24: rule 'r': invalid CIDR '10.0.0.1/8': 10.0.0.1/8 has host bits set",
-        f"{bad}:6:11: rule 'r': expected one of accept, reject, tempfail, discard, quarantine, "
+        f"{bad}:6:11: rule 'r': then: expected one of accept, reject, tempfail, discard, "
+        "quarantine, "
         "strip_attachment; got 'bounce'",
         f"{tmp_path / 'gone.yaml'}: no such file or directory",
     ]
@@ -580,6 +581,6 @@ def test_check_names_a_path_it_cannot_examine_and_reads_the_rest(
     bad.write_text("version: 1\nname: bad\nrules:\n  - name: r\n    then: bounce\n")
     assert main(["check", str(long), str(bad)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"{bad}:5:11: rule 'r': expected one of accept, reject, tempfail, discard, "
+        f"{bad}:5:11: rule 'r': then: expected one of accept, reject, tempfail, discard, "
         "quarantine, strip_attachment; got 'bounce'",
         f"{long}: cannot read: File name too long"]

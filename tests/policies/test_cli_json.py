@@ -77,8 +77,8 @@ def test_check_json_gives_each_error_with_its_place(
             {"file": str(gone), "line": None, "column": None,
              "message": "no such file or directory"},
             {"file": str(path), "line": 10, "column": 13,
-             "message": "test 'c': expected one of accept, reject, tempfail, discard, "
-                        "quarantine; got 'bounce'"},
+             "message": "test 'c': expect: expected one of accept, reject, tempfail, "
+                        "discard, quarantine; got 'bounce'"},
         ],
         "policies": None, "rules": None, "policy_hash": None,
     })

@@ -67,9 +67,11 @@ def test_a_lone_surrogate_escape_is_an_issue_where_text_is_read() -> None:
         '  - {name: r3, then: {add_header: {X-Tag: "\\udcff"}}}\n'
     )
     assert _issues(rules) == [
-        f"p.yaml:{line}:{column}: rule '{rule}': holds \\u{code}, a lone surrogate: no character"
-        for line, column, rule, code in ((4, 32, "r1", "d800"), (5, 47, "r2", "dfff"),
-                                         (6, 43, "r3", "dcff"))
+        f"p.yaml:{line}:{column}: rule '{rule}': {path}holds \\u{code}, a lone surrogate: no "
+        "character"
+        for line, column, rule, path, code in (
+            (4, 32, "r1", "when.subject: ", "d800"), (5, 47, "r2", "", "dfff"),  # a list's item
+            (6, 43, "r3", "", "dcff"))  # a header's value
     ]
 
 
@@ -79,7 +81,7 @@ def test_a_raw_test_message_takes_surrogates_only_for_bytes() -> None:
     head = "version: 1\nname: p\nrules:\n  - {name: r, then: accept}\n"
     assert _issues(head + raw.format("\\udcff")) == []  # the byte 0xff
     assert _issues(head + raw.format("\\ud800")) == [
-        "p.yaml:6:20: test 't': holds \\ud800, a lone surrogate: no character, only "
+        "p.yaml:6:20: test 't': raw: holds \\ud800, a lone surrogate: no character, only "
         "\\udc80 to \\udcff (the bytes 0x80 to 0xff)"
     ]
 
@@ -96,7 +98,8 @@ def test_a_merge_key_is_refused_in_words() -> None:
 def test_a_pattern_is_quoted_as_written() -> None:
     text = "version: 1\nname: p\nrules:\n  - {name: r, when: {subject: '(a)\\1'}, then: reject}\n"
     assert _issues(text) == [
-        "p.yaml:4:31: rule 'r': invalid RE2 regular expression '(a)\\1': invalid escape "
+        "p.yaml:4:31: rule 'r': when.subject: invalid RE2 regular expression '(a)\\1': invalid "
+        "escape "
         "sequence: \\1 (RE2 has no backreferences)"
     ]
 
@@ -193,7 +196,8 @@ def test_a_control_character_a_yaml_escape_put_in_a_pattern_is_refused() -> None
     text = ('version: 1\nname: p\nrules:\n  - name: r\n    when: {subject: "\\bfree\\b",'
             ' header: {X-A: "a\\x01"}, body: "a\\tb\\r\\nc"}\n    then: reject\n')
     assert _issues(text) == [
-        "p.yaml:5:21: rule 'r': RE2 regular expression '\\x08free\\x08' holds the control "
+        "p.yaml:5:21: rule 'r': when.subject: RE2 regular expression '\\x08free\\x08' holds the "
+        "control "
         "character U+0008: a double-quoted YAML value reads \\b as it: double the backslash "
         "(\\\\b) or quote the pattern with ' '",
         "p.yaml:5:47: rule 'r': RE2 regular expression 'a\\x01' holds the control character "
@@ -214,7 +218,8 @@ def test_a_word_boundary_beside_a_letter_outside_ascii_is_refused(
     text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{body: '{pattern}'}}\n"
             "    then: reject\n")
     assert _issues(text) == [
-        f"p.yaml:5:18: rule 'r': RE2 regular expression '{pattern}' has \\b beside '{char}', "
+        f"p.yaml:5:18: rule 'r': when.body: RE2 regular expression '{pattern}' has \\b beside "
+        f"'{char}', "
         "which RE2's \\b takes for no word character (it knows ASCII letters, digits and _ "
         "only): it holds at no start or end of such a word; write (?:^|[^\\pL\\pN_]) before "
         "the word and (?:[^\\pL\\pN_]|$) after it"
@@ -414,7 +419,7 @@ def test_a_pattern_using_what_re2_lacks_is_told_so(pattern: str, detail: str, hi
     text = (f"version: 1\nname: p\nrules:\n  - name: r\n    when: {{subject: '{pattern}'}}\n"
             "    then: reject\n")
     (issue,) = _issues(text)
-    assert issue.startswith(f"p.yaml:5:21: rule 'r': invalid RE2 regular expression "
+    assert issue.startswith(f"p.yaml:5:21: rule 'r': when.subject: invalid RE2 regular expression "
                             f"'{pattern}': {detail} ({hint}")
 
 

@@ -26,11 +26,13 @@ def _load(condition: str) -> tuple[list[PolicyIssue], tuple[str, ...]]:
 
 @pytest.mark.parametrize(("condition", "column", "told"), [
     pytest.param('      attachment: {filename: "*.exe, *.scr"}\n', 30,
-                 "glob '*.exe, *.scr' holds ',': several globs written as one text match "
+                 "when.attachment.filename: glob '*.exe, *.scr' holds ',': several globs written "
+                 "as one text match "
                  "only a name that holds it; write each as an item of a list, "
                  '["*.exe", "*.scr"] (or [,] for a comma in the name)', id="file-names"),
     pytest.param('      attachment: {content_type: "application/zip application/x-rar"}\n', 34,
-                 "glob 'application/zip application/x-rar' holds ' ': several globs written "
+                 "when.attachment.content_type: glob 'application/zip application/x-rar' holds ' "
+                 "': several globs written "
                  "as one text match nothing (no host name or type holds it); write each as "
                  'an item of a list, ["application/zip", "application/x-rar"]', id="types"),
     pytest.param('      helo: ["mx.example.test,mx2.example.test"]\n', 14,

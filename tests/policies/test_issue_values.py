@@ -29,7 +29,7 @@ def _issues(text: str) -> list[str]:
      f"p.yaml:3:26: limits.max_recipients: expected an integer, got {CUT} tagged !!int, "
      "which is not an integer"),
     (f"version: 1\nname: p\nrules:\n  - name: {HUGE}\n    then: nonsense\n",
-     f"p.yaml:5:11: rule {CUT}: expected one of accept,"),
+     f"p.yaml:5:11: rule {CUT}: then: expected one of accept,"),
 ])
 def test_a_huge_key_or_value_is_quoted_cut_short(text: str, issue: str) -> None:
     """Each issue quoted it whole: a 4 MB key made a 4 MB line (a rule's name, every
@@ -128,14 +128,16 @@ def test_a_byte_order_mark_first_in_the_file_is_none_of_that() -> None:
 
 @pytest.mark.parametrize(("field", "number", "issue"), [
     ("code", "99999999999999999999",
-     'p.yaml:6:11: rule \'a\': expected an SMTP code such as 550 or "550 5.7.1", got '
+     'p.yaml:6:11: rule \'a\': code: expected an SMTP code such as 550 or "550 5.7.1", got '
      "99999999999999999999"),
     ("when", "{size_over: -1e400}",
-     'p.yaml:6:23: rule \'a\': expected a size in bytes such as 1048576 or "1MB", got -1e400'),
+     'p.yaml:6:23: rule \'a\': when.size_over: expected a size in bytes such as 1048576 or "1MB", '
+     'got -1e400'),
     ("when", "{size_over: 1e-400}",  # read as 0.0: any message's size is over it
-     'p.yaml:6:23: rule \'a\': expected a size in bytes such as 1048576 or "1MB", got 1e-400'),
+     'p.yaml:6:23: rule \'a\': when.size_over: expected a size in bytes such as 1048576 or "1MB", '
+     'got 1e-400'),
     ("code", "550.00000000000000001",  # read as 550.0
-     'p.yaml:6:11: rule \'a\': expected an SMTP code such as 550 or "550 5.7.1", got '
+     'p.yaml:6:11: rule \'a\': code: expected an SMTP code such as 550 or "550 5.7.1", got '
      "550.00000000000000001"),
 ])
 def test_a_number_past_the_range_is_told_as_written(field: str, number: str, issue: str) -> None:

@@ -84,7 +84,7 @@ ERRORS = [
     pytest.param(
         H + "rules:\n  - name: spam\n    when:\n      subject: '(?<=x)y'\n    then: accept\n",
         [
-            "6:16: rule 'spam': invalid RE2 regular expression '(?<=x)y': invalid perl operator: (?<="
+            "6:16: rule 'spam': when.subject: invalid RE2 regular expression '(?<=x)y': invalid perl operator: (?<="
             " (RE2 has no lookahead or lookbehind: match the text around, or put a second "
             "condition under not:)"
         ],
@@ -99,7 +99,7 @@ ERRORS = [
     pytest.param(
         H + "rules:\n  - name: r\n    then: bounce\n",
         [
-            "5:11: rule 'r': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'bounce'"
+            "5:11: rule 'r': then: expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'bounce'"
         ],
         id="unknown-action",
     ),
@@ -115,12 +115,12 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: reject\n    code: '550 4.7.1'\n",
-        ["6:11: rule 'r': enhanced status 4.7.1 does not match the class of 550"],
+        ["6:11: rule 'r': code: enhanced status 4.7.1 does not match the class of 550"],
         id="status-class",
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: reject\n    code: 'five fifty'\n",
-        ["6:11: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got the string 'five fifty'"],
+        ["6:11: rule 'r': code: expected an SMTP code such as 550 or \"550 5.7.1\", got the string 'five fifty'"],
         id="bad-code",
     ),
     pytest.param(
@@ -203,7 +203,7 @@ ERRORS = [
     pytest.param(  # "got a number", "got an integer": it is one, and said nothing more
         H + "priority: 1.5\nsanitize: {html: 1}\nrules:\n  - {name: r, then: reject, code: 600}\n",
         ["3:11: priority: expected an integer, got 1.5", "4:18: sanitize.html: expected true or false, got 1",
-         "6:35: rule 'r': expected an SMTP code such as 550 or \"550 5.7.1\", got 600"],
+         "6:35: rule 'r': code: expected an SMTP code such as 550 or \"550 5.7.1\", got 600"],
         id="number-as-written",
     ),
     pytest.param(
@@ -227,7 +227,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: {action: strip_attachment}\n",
-        ["5:20: rule 'r': expected one of accept, reject, tempfail, discard, quarantine; got 'strip_attachment' (strip_attachment is an edit, not a terminal action: write strip_attachment: true in then)"],
+        ["5:20: rule 'r': then.action: expected one of accept, reject, tempfail, discard, quarantine; got 'strip_attachment' (strip_attachment is an edit, not a terminal action: write strip_attachment: true in then)"],
         id="strip-attachment-as-action",
     ),
     pytest.param(
@@ -237,7 +237,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: r\n    then: {action: reject, strip_attachment: maybe}\n",
-        ["5:46: rule 'r': expected true or false, got the string 'maybe'"],
+        ["5:46: rule 'r': then.strip_attachment: expected true or false, got the string 'maybe'"],
         id="two-terminals-string-and-map",
     ),
     pytest.param(
@@ -305,7 +305,7 @@ ERRORS = [
     ),
     pytest.param(
         H + "rules:\n  - name: 'has space'\n    then: accept\n",
-        ["4:11: rule 'has space': expected a rule name (letters, digits, . _ -), got 'has space'"],
+        ["4:11: rule 'has space': name: expected a rule name (letters, digits, . _ -), got 'has space'"],
         id="bad-rule-name",
     ),
     pytest.param(
@@ -325,7 +325,7 @@ ERRORS = [
     pytest.param(
         H + "tests:\n  - name: c\n    raw: x\n    recipients: [a@b.test]\n    expect: deliver\n",
         [
-            "7:13: test 'c': expected one of accept, reject, tempfail, discard, quarantine; got 'deliver'"
+            "7:13: test 'c': expect: expected one of accept, reject, tempfail, discard, quarantine; got 'deliver'"
         ],
         id="test-bad-expect",
     ),
@@ -339,8 +339,8 @@ ERRORS = [
         [
             "3:7: mode: expected one of enforce, report; got 'x'",
             "4:11: priority: expected an integer of at least 0, got -1",
-            "7:11: rule 'a': expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'nope'",
-            "9:23: rule 'b': expected a size in bytes such as 1048576 or \"1MB\", got the string 'big'",
+            "7:11: rule 'a': then: expected one of accept, reject, tempfail, discard, quarantine, strip_attachment; got 'nope'",
+            "9:23: rule 'b': when.size_over: expected a size in bytes such as 1048576 or \"1MB\", got the string 'big'",
         ],
         id="many-errors",
     ),
@@ -740,7 +740,7 @@ def test_a_boolean_field_takes_yaml_1_1_words_as_it_did(body: str, value: bool) 
 @pytest.mark.parametrize(("body", "expected"), [
     pytest.param("tag_flags: oN\n", "3:12: tag_flags: expected true or false, got the string 'oN'", id="mixed-case"),
     pytest.param("rules:\n  - name: r\n    then: accept\n    sanitize: n\n",
-                 "6:15: rule 'r': expected true or false, got the string 'n'", id="y-n-never-were"),
+                 "6:15: rule 'r': sanitize: expected true or false, got the string 'n'", id="y-n-never-were"),
     pytest.param("tag_flags: maybe\n", "3:12: tag_flags: expected true or false, got the string 'maybe'",
                  id="other-text"),
 ])
@@ -760,7 +760,7 @@ def test_an_empty_condition_is_refused_not_read_as_every_message() -> None:
 def test_a_policy_test_with_a_client_ip_no_client_has_is_refused() -> None:
     text = (H + "tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
             "    recipients: [a@example.org]\n    client_ip: 10.1.2.300\n    expect: accept\n")
-    assert issues(text) == ["7:16: test 't': expected an IPv4 or IPv6 address, got '10.1.2.300'"]
+    assert issues(text) == ["7:16: test 't': client_ip: expected an IPv4 or IPv6 address, got '10.1.2.300'"]
 
 
 TOO_LARGE = [
@@ -785,7 +785,7 @@ TOO_LARGE = [
     ),
     pytest.param(
         "rules:\n  - name: r\n    when: {size_over: " + "9" * 5000 + "}\n    then: reject\n",
-        f"5:23: rule 'r': size too large: at most {MAX_INTEGER} bytes, got {'9' * 80}... "
+        f"5:23: rule 'r': when.size_over: size too large: at most {MAX_INTEGER} bytes, got {'9' * 80}... "
         "(5000 characters)",
         id="size-in-a-condition",
     ),

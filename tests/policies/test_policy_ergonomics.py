@@ -98,14 +98,15 @@ RULE = HEAD + "rules:\n  - name: r\n"
 
 @pytest.mark.parametrize(("text", "expected"), [
     pytest.param(RULE + "    then: reject\n    message: Ticket #12\n",
-                 "p.yaml:6:14: rule 'r': 'Ticket' ends where '#12' starts", id="message"),
+                 "p.yaml:6:14: rule 'r': message: 'Ticket' ends where '#12' starts", id="message"),
     pytest.param(RULE + "    then:\n      add_header: {X-Tag: spam #1\n        }\n",
                  "p.yaml:6:27: rule 'r': 'spam' ends where '#1' starts", id="header-value"),
     pytest.param(RULE + "    then:\n      notify: ops #page\n",
-                 "p.yaml:6:15: rule 'r': 'ops' ends where '#page' starts", id="list-of-one"),
+                 "p.yaml:6:15: rule 'r': then.notify: 'ops' ends where '#page' starts",
+                 id="list-of-one"),
     pytest.param(HEAD + "x-common:\n  refusal: &m Ticket #12\n"
                  "rules:\n  - {name: r, then: reject,\n     message: *m}\n",
-                 "p.yaml:7:15: rule 'r': 'Ticket' ends where '#12' starts", id="anchored"),
+                 "p.yaml:7:15: rule 'r': message: 'Ticket' ends where '#12' starts", id="anchored"),
 ])
 def test_a_value_a_comment_cut_short_is_a_warning(text: str, expected: str) -> None:
     # YAML ends an unquoted value at " #": the reply said "Ticket", not "Ticket #12".
@@ -116,7 +117,8 @@ def test_a_value_a_comment_cut_short_is_a_warning(text: str, expected: str) -> N
 def test_a_long_value_a_comment_cut_short_is_told_by_its_end() -> None:
     text = RULE + "    description: " + "word " * 100 + "ends #3\n    then: accept\n"
     [warning] = warnings_of(text)
-    assert "rule 'r': '...rd word word word word word word ends' ends where '#3'" in warning
+    assert ("rule 'r': description: '...rd word word word word word word ends' ends where "
+            "'#3'") in warning
 
 
 def test_check_prints_a_value_a_comment_cut_short_as_a_warning(
@@ -126,7 +128,8 @@ def test_check_prints_a_value_a_comment_cut_short_as_a_warning(
     policy.write_text(RULE + "    then: reject\n    message: Ticket #12\n", encoding="utf-8")
     assert main(["check", str(tmp_path)]) == 0
     _, err = capsys.readouterr()
-    assert err.startswith(f"{policy}:6:14: warning: rule 'r': 'Ticket' ends where '#12' starts")
+    assert err.startswith(f"{policy}:6:14: warning: rule 'r': message: 'Ticket' ends "
+                          "where '#12' starts")
 
 
 def test_a_milter_loading_its_policy_dir_logs_it(
@@ -136,7 +139,7 @@ def test_a_milter_loading_its_policy_dir_logs_it(
                                      encoding="utf-8")
     with caplog.at_level(logging.WARNING):
         load_policy_set([tmp_path])  # as the milter loads policy_dir
-    assert "p.yaml:6:14: rule 'r': 'Ticket' ends where '#12' starts" in caplog.text
+    assert "p.yaml:6:14: rule 'r': message: 'Ticket' ends where '#12' starts" in caplog.text
 
 
 @pytest.mark.parametrize("line", [
@@ -184,13 +187,13 @@ def test_a_misspelt_action_is_told_what_it_likely_meant() -> None:
 
 
 @pytest.mark.parametrize(("rule", "at"), [
-    ("  - name: r\n    then:\n", "5:10"),
-    ("  - name: r\n    then: reject\n    message:\n", "6:13"),
+    ("  - name: r\n    then:\n", "5:10: rule 'r': then"),
+    ("  - name: r\n    then: reject\n    message:\n", "6:13: rule 'r': message"),
 ])
 def test_a_key_left_without_a_value_is_not_told_to_quote_it(rule: str, at: str) -> None:
     """Quoting nothing gives "", no more a value: the hint fits a number or a boolean."""
     (issue,) = issues(HEAD + "rules:\n" + rule)
-    assert issue.startswith(f"p.yaml:{at}: rule 'r': expected ")
+    assert issue.startswith(f"p.yaml:{at}: expected ")
     assert issue.endswith(", got null")
 
 
@@ -279,7 +282,7 @@ def test_a_header_name_with_its_colon_says_to_leave_it_out(line: str, column: in
      "rule 'a': expected an e-mail address, got '<a@b.test>'"),
     ("tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: a@b.test\n"
      "    sender: Ann <a@b.test>\n    expect: accept\n", "7:13",
-     "test 't': expected an e-mail address or <>, got 'Ann <a@b.test>'"),
+     "test 't': sender: expected an e-mail address or <>, got 'Ann <a@b.test>'"),
 ])
 def test_an_address_with_its_angle_brackets_says_to_write_it_alone(
     text: str, where: str, told: str
@@ -290,18 +293,22 @@ def test_an_address_with_its_angle_brackets_says_to_write_it_alone(
         f"p.yaml:{where}: {told} (the address alone, without angle brackets: 'a@b.test')"]
 
 
-@pytest.mark.parametrize(("then", "where", "what"), [
-    ("reject\n    message: |\n      Go away\n", "6:14", "one line of printable ASCII"),
+@pytest.mark.parametrize(("then", "where", "told"), [
+    ("reject\n    message: |\n      Go away\n", "6:14",
+     "message: expected one line of printable ASCII"),
     ("\n      add_header:\n        X-A: >\n          hello\n", "7:14",
-     "one line of printable ASCII"),
-    ("\n      subject_prefix: |\n        [EXT]\n", "6:23", "printable ASCII"),
+     "expected one line of printable ASCII"),  # a header's value: no key path
+    ("\n      subject_prefix: |\n        [EXT]\n", "6:23",
+     "then.subject_prefix: expected printable ASCII"),
 ])
-def test_a_text_refused_for_its_blocks_line_break_says_so(then: str, where: str, what: str) -> None:
+def test_a_text_refused_for_its_blocks_line_break_says_so(
+    then: str, where: str, told: str
+) -> None:
     """A reply text or header written as a block (message: |) was "expected one line of
     printable ASCII, got 'Go away\\n'", not saying that the block's line break was all."""
     text = f"version: 1\nname: p\nrules:\n  - name: a\n    then: {then}"
     [issue] = [str(i) for i in check_policy_text("p.yaml", text)]
-    assert issue.startswith(f"p.yaml:{where}: rule 'a': expected {what}, got '")
+    assert issue.startswith(f"p.yaml:{where}: rule 'a': {told}, got '")
     assert issue.endswith("\\n' (but for the line break at its end, which a block, | or >, "
                           "keeps: write |- or >-)")
 
@@ -310,15 +317,17 @@ SEVERAL = " (several in one text: write each as an item of a list, as in [a, b])
 
 
 @pytest.mark.parametrize(("when", "column", "told"), [
-    ("{sender_domain: ['@example.com']}", 28,
-     "a domain such as example.com or .example.com, got '@example.com' (the domain "
+    ("{sender_domain: ['@example.com']}", 28,  # a list's item: no key path
+     "expected a domain such as example.com or .example.com, got '@example.com' (the domain "
      "without its @)"),
     ("{recipient_domain: 'example.com, example.org'}", 30,
-     f"a domain such as example.com or .example.com, got 'example.com, example.org'{SEVERAL}"),
+     "when.recipient_domain: expected a domain such as example.com or .example.com, got "
+     f"'example.com, example.org'{SEVERAL}"),
     ("{sender: 'a@b.test; c@d.test'}", 20,
-     f"an e-mail address, got 'a@b.test; c@d.test'{SEVERAL}"),
+     f"when.sender: expected an e-mail address, got 'a@b.test; c@d.test'{SEVERAL}"),
     ("{recipient_domain: '*example.com'}", 30,
-     "a domain such as example.com or .example.com, got '*example.com' (no glob here: write "
+     "when.recipient_domain: expected a domain such as example.com or .example.com, got "
+     "'*example.com' (no glob here: write "
      "'example.com' for the domain itself, '.example.com' for its subdomains, both for all)"),
 ])
 def test_a_list_item_written_as_a_message_or_a_list_shows_it_says_so(
@@ -328,14 +337,15 @@ def test_a_list_item_written_as_a_message_or_a_list_shows_it_says_so(
     wrong, nor, of two in one text, that a list holds each as an item of its own."""
     text = f"version: 1\nname: p\nrules:\n  - name: a\n    when: {when}\n    then: reject\n"
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
-        f"p.yaml:5:{column}: rule 'a': expected {told}"]
+        f"p.yaml:5:{column}: rule 'a': {told}"]
 
 
 def test_a_tests_recipients_in_one_text_says_to_list_them() -> None:
     text = ("version: 1\nname: p\ntests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n"
             "    recipients: a@b.test, c@d.test\n    expect: accept\n")
     assert [str(i) for i in check_policy_text("p.yaml", text)] == [
-        f"p.yaml:6:17: test 't': expected an e-mail address, got 'a@b.test, c@d.test'{SEVERAL}"]
+        "p.yaml:6:17: test 't': recipients: expected an e-mail address, got 'a@b.test, "
+        f"c@d.test'{SEVERAL}"]
 
 
 DASH = (" (each item of the list starts with '- ' before its first key; in flow style, "
@@ -358,9 +368,9 @@ def test_a_list_of_mappings_written_without_its_dashes_says_so(
 
 @pytest.mark.parametrize(("text", "where", "prefix"), [
     ("rules:\n  - name: r\n    then: {action: quarantine, notify: 'soc, ops'}\n", "5:40",
-     "rule 'r': "),
+     "rule 'r': then.notify: "),
     ("tests:\n  - name: t\n    raw: \"Subject: x\\n\\nhi\\n\"\n    recipients: [a@b.test]\n"
-     "    expect: accept\n    expect_notify: soc, ops\n", "8:20", "test 't': "),
+     "    expect: accept\n    expect_notify: soc, ops\n", "8:20", "test 't': expect_notify: "),
 ])
 def test_webhook_endpoints_in_one_text_say_to_list_them(text: str, where: str,
                                                         prefix: str) -> None:

@@ -289,6 +289,7 @@ def test_expecting_strip_attachment_tells_how_to() -> None:
     the five actions alone, not how to expect a stripped attachment."""
     text = POLICY.replace("    expect: accept\n", "    expect: strip_attachment\n")
     assert [str(i) for i in check_policy_text("p", text)] == [
-        "p:10:13: test 'CASE': expected one of accept, reject, tempfail, discard, quarantine; "
+        "p:10:13: test 'CASE': expect: expected one of accept, reject, tempfail, discard, "
+        "quarantine; "
         "got 'strip_attachment' (stripping is an edit, not the verdict's action: write "
         "expect: accept, and expect_stripped: [the file names])"]

@@ -361,9 +361,9 @@ class Reader:
         # but is an issue for `check` and `test`, which read with check_files.
         self.warnings: list[PolicyIssue] = []
         self._prefixes: list[str] = []
-        # The keys from the top down to the value read (limits, max_message_bytes); None
-        # inside a named item (a rule, a test), whose issues name the item instead.
-        self._keys: list[str] | None = []
+        # The keys from the top, or from the named item (a rule, a test) read, down to
+        # the value read (limits, max_message_bytes; when, size_over).
+        self._keys: list[str] = []
         self._constructor = _Constructor()
         self._seen: set[int] = set()  # the nodes visited, by id: the tree holds them all
         self._nodes = 0  # visits of a node seen before (an aliased value's contents)
@@ -409,9 +409,6 @@ class Reader:
         """Read the value of ``key``; a plain value's issues name its key path
         (``limits.max_message_bytes: expected ...``), which its line alone does not."""
         keys = self._keys
-        if keys is None:
-            yield
-            return
         keys.append(key)
         try:
             if isinstance(node, yaml.ScalarNode):
@@ -424,8 +421,9 @@ class Reader:
 
     @contextmanager
     def named_item(self, prefix: str) -> Iterator[None]:
-        """Issues inside prefixed with the item's name ("rule 'r': "), not a key path."""
-        keys, self._keys = self._keys, None
+        """Issues inside prefixed with the item's name ("rule 'r': "), then the key path
+        below it (``rule 'r': when.size_over: ...``), not the path down to it."""
+        keys, self._keys = self._keys, []
         try:
             with self.prefixed(prefix):
                 yield
