@@ -19,13 +19,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.noqueuestops import NoQueueStops
 from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT, parse_receipt
-from postwarden_admin_api.send.relay import RelayWorker
-from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.postfix import PostfixInstance, master_cf_options, running_postfix, send_message
 from tests.test_contrib_postfix import POSTFIX_DIR
@@ -40,9 +37,9 @@ from .test_maillog import (
     recipients,
     relay_as,
 )
-from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_relay import database_url  # noqa: F401 - a fixture
 from .test_review_held_receipt import hang_up_after_the_dot
-from .test_review_log_lag import cut_off, due
+from .test_review_log_lag import cut_off, relayed
 
 pytestmark = pytest.mark.postfix
 
@@ -250,14 +247,7 @@ async def relayed_once_old(pool: asyncpg.Pool, follower: MaillogFollower, port: 
     await follower.read_past(time.monotonic())
     await pool.execute("UPDATE relay_receipts SET seen_at = seen_at - $2::interval "
                        "WHERE message_id = $1", message, 2 * OPEN_RECEIPT_LIMIT)
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, 3, 0.05, workers=1),
-                         follower, Metrics())
-    worker.start()
-    try:
-        await due(pool, worker, message)
-        return await settled(pool, message)
-    finally:
-        await worker.stop(grace=10)
+    return await relayed(pool, port, follower, message)
 
 
 def committed(*lines: str) -> list[str]:

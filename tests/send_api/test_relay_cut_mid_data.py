@@ -24,21 +24,18 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.cutoffs import CutOffs
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.receipts import ReceiptLine
-from postwarden_admin_api.send.relay import RelayWorker
-from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from postwarden_admin_api.send.syslogline import split_line
 from tests.fixtures.postfix import CaptureServer, PostfixInstance, running_postfix, wait_for
 
 from .test_receipts import until
-from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_relay import database_url  # noqa: F401 - a fixture
 from .test_relay_qmgr_behind import qmgr_pid, until_listed
 from .test_review_held_receipt import hang_up_after_the_dot
-from .test_review_log_lag import cut_off, due
+from .test_review_log_lag import cut_off, relayed
 
 pytestmark = pytest.mark.postfix
 HOST = "pf-cut-mid-data"
@@ -113,18 +110,6 @@ async def cut(pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFol
     return message
 
 
-async def relayed(pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
-                  message: uuid.UUID, attempts: int) -> asyncpg.Record:
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", postfix.port, attempts, 0.05,
-                                           workers=1), follower, Metrics())
-    worker.start()
-    try:
-        await due(pool, worker, message)
-        return await settled(pool, message)
-    finally:
-        await worker.stop(grace=10)
-
-
 @pytest.mark.parametrize("how", ["lost", "timeout"])
 async def test_a_transfer_cut_off_mid_data_is_sent_again_at_once(
     pool: asyncpg.Pool, relay_host: tuple[PostfixInstance, CaptureServer],
@@ -132,7 +117,7 @@ async def test_a_transfer_cut_off_mid_data_is_sent_again_at_once(
 ) -> None:
     postfix, capture = relay_host
     message = await cut(pool, postfix, follower, how)
-    stored = await relayed(pool, postfix, follower, message, 3)
+    stored = await relayed(pool, postfix.port, follower, message, attempts=3)
     assert stored["status"] == "relayed"
     await logged(postfix, follower, f"{stored['queue_id']}: removed")
     assert len([m for m in capture.messages if message.hex.encode() in m.data]) == 1
@@ -142,7 +127,7 @@ async def test_a_last_attempt_cut_off_mid_data_fails_at_once(
     pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
 ) -> None:
     message = await cut(pool, postfix, follower, "lost")
-    stored = await relayed(pool, postfix, follower, message, 1)
+    stored = await relayed(pool, postfix.port, follower, message, attempts=1)
     assert stored["status"] == "failed"
     assert stored["last_error"].startswith("no answer to the message sent")
 

@@ -23,19 +23,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from postwarden_admin_api.metrics import Metrics
 from postwarden_admin_api.periodic import stop_task
 from postwarden_admin_api.send.interrupted import PostfixQueue
 from postwarden_admin_api.send.maillog import MaillogFollower
 from postwarden_admin_api.send.receipts import OPEN_RECEIPT_LIMIT
-from postwarden_admin_api.send.relay import RelayWorker
-from postwarden_admin_api.send.relayoutcomes import RelayConfig
 from tests.fixtures.postfix import PostfixInstance, running_postfix, wait_for
 
 from .test_receipts import until
-from .test_relay import database_url, settled  # noqa: F401 - a fixture
+from .test_relay import database_url  # noqa: F401 - a fixture
 from .test_review_held_receipt import hang_up_after_the_dot
-from .test_review_log_lag import cut_off, due
+from .test_review_log_lag import cut_off, relayed
 
 pytestmark = pytest.mark.postfix
 HOST = "pf-qmgr-behind"
@@ -134,23 +131,12 @@ async def until_listed(postfix: PostfixInstance, expected: list[tuple[str, str]]
     raise TimeoutError(f"postqueue lists {listed}, not {expected}")
 
 
-async def relayed(pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
-                  message: uuid.UUID) -> asyncpg.Record:
-    worker = RelayWorker(pool, RelayConfig("127.0.0.1", postfix.port, 3, 0.05, workers=1),
-                         follower, Metrics(), PostfixQueue(postfix.config_dir))
-    worker.start()
-    try:
-        await due(pool, worker, message)
-        return await settled(pool, message)
-    finally:
-        await worker.stop(grace=10)
-
-
 async def test_a_file_qmgr_has_not_taken_in_for_long_is_not_sent_again(
     pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
 ) -> None:
     message, queue_id = await interrupted(pool, postfix, finished=True)
-    stored = await relayed(pool, postfix, follower, message)
+    stored = await relayed(pool, postfix.port, follower, message,
+                           queue=PostfixQueue(postfix.config_dir))
     assert (stored["status"], stored["queue_id"]) == ("relayed", queue_id)
     assert len(await asyncio.to_thread(postfix.queue)) == 1  # no second copy
 
@@ -159,6 +145,7 @@ async def test_a_transfer_killed_mid_data_is_sent_again_past_the_limit(
     pool: asyncpg.Pool, postfix: PostfixInstance, follower: MaillogFollower,
 ) -> None:
     message, aborted = await interrupted(pool, postfix, finished=False)
-    stored = await relayed(pool, postfix, follower, message)
+    stored = await relayed(pool, postfix.port, follower, message,
+                           queue=PostfixQueue(postfix.config_dir))
     assert stored["status"] == "relayed" and stored["queue_id"] != aborted
     await until_listed(postfix, [("incoming", stored["queue_id"])])  # the one copy

@@ -68,6 +68,21 @@ async def due(pool: asyncpg.Pool, worker: RelayWorker, message: uuid.UUID) -> No
     worker.wake()
 
 
+async def relayed(pool: asyncpg.Pool, port: int, follower: MaillogFollower,
+                  message: uuid.UUID, *, attempts: int = 3,
+                  queue: interrupted.PostfixQueue | None = None) -> asyncpg.Record:
+    """The message's row once a relay worker of one task (Postfix at ``port``, its log
+    read by ``follower``, its queue listed by ``queue``) took it up, made due now."""
+    worker = RelayWorker(pool, RelayConfig("127.0.0.1", port, attempts, 0.05, workers=1),
+                         follower, Metrics(), queue)
+    worker.start()
+    try:
+        await due(pool, worker, message)
+        return await settled(pool, message)
+    finally:
+        await worker.stop(grace=10)
+
+
 @pytest.fixture
 async def worker(pool: asyncpg.Pool, smtp_server: tuple[Scripted, int],
                  log_file: tuple[Path, MaillogFollower]) -> AsyncIterator[RelayWorker]:
