@@ -23,7 +23,7 @@ from .htmltokens import (
     STYLE_SHEET,
     Reading,
     ascii_lower,
-    attribute_unescape,
+    attribute_value,
 )
 
 # Where an <svg> or <math> start tag may be ("<sag" too): elsewhere all is read as
@@ -46,9 +46,7 @@ def _attribute_values(attributes: str, names: frozenset[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, value in ATTRIBUTE.findall(attributes):
         if (name := ascii_lower(name)) in names:
-            quote = value[:1] if value[:1] in ("'", '"') else ""
-            unquoted = value.removeprefix(quote).removesuffix(quote)
-            found.setdefault(name, attribute_unescape(unquoted))
+            found.setdefault(name, attribute_value(value))
     return found
 
 

@@ -170,6 +170,13 @@ _REFERENCE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32}
 _LONGEST_LEGACY = max(len(name) for name in html5 if not name.endswith(";"))
 
 
+def attribute_value(written: str) -> str:
+    """An attribute's value as :data:`ATTRIBUTE` finds it written (its quotes, if any,
+    and all), as readers read it: unquoted and unescaped."""
+    quote = written[:1] if written[:1] in ("'", '"') else ""
+    return attribute_unescape(written.removeprefix(quote).removesuffix(quote))
+
+
 def attribute_unescape(value: str) -> str:
     """An attribute ``value`` with its character references decoded as HTML's tokenizer
     decodes them there: a named one without its semicolon (``&not``) followed by "=" or

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 
 from .foreigncontent import tag_name
 from .html_allowlist import TAGS, HtmlOptions
-from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower, attribute_unescape
+from .htmltokens import ATTRIBUTE, TOKENS, ascii_lower, attribute_value
 from .sanitize import inert_css, sanitize_html
 from .stylesheets import CSS_ESCAPE, read_escape
 
@@ -144,7 +144,7 @@ def _without_harmless_attributes(name: str, tag: re.Match[str]) -> str | None:
     attributes = list(ATTRIBUTE.finditer(tag.group("attributes")))
     names = [ascii_lower(found.group(1)) for found in attributes]
     harmless = [found for found, key in zip(attributes, names, strict=True)
-                if _harmless_attribute(name, key, _value(found.group(2) or ""))]
+                if _harmless_attribute(name, key, attribute_value(found.group(2) or ""))]
     if not harmless or len(set(names)) != len(names):
         return None
     written, offset = tag.group(), tag.start("attributes") - tag.start()
@@ -159,12 +159,6 @@ def _harmless_attribute(tag: str, name: str, value: str) -> bool:
     return tag == "img" and name == "id" and _PICTURE_ID.fullmatch(value) is not None
 
 
-def _value(written: str) -> str:
-    """An attribute's value as written, quotes and all, as readers read it."""
-    quote = written[:1] if written[:1] in ("'", '"') else ""
-    return attribute_unescape(written.removeprefix(quote).removesuffix(quote))
-
-
 def _attributes(written: str) -> dict[str, str] | None:
     """A tag's attributes by name (A to Z lower-cased), values unescaped; None when a
     name is given twice (readers take the first: too clever to be Outlook's)."""
@@ -172,7 +166,7 @@ def _attributes(written: str) -> dict[str, str] | None:
     for name, value in ATTRIBUTE.findall(written):
         if (name := ascii_lower(name)) in read:
             return None
-        read[name] = _value(value)
+        read[name] = attribute_value(value)
     return read
 
 
