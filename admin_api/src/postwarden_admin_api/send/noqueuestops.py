@@ -69,7 +69,10 @@ class NoQueueStops:
         self._doubts: OrderedDict[str, tuple[str, str]] = OrderedDict()
         # Queue ids held: the smtpd process whose session's end commits each.
         self._held: OrderedDict[str, str] = OrderedDict()
-        self._sessions: OrderedDict[str, list[str]] = OrderedDict()  # and the other way
+        # And the other way: a session's end finds its holds without a look through all
+        # (those whose session's end was never read, a log lost or smtpd killed, stay to
+        # the limit, and each connect and disconnect line would look through them).
+        self._sessions: OrderedDict[str, list[str]] = OrderedDict()
         # smtpd process: the queue id its session opened last. Only sessions in flight,
         # so a lookup by queue id looks through few; not saved (a hold cleanup logs
         # before a restart and the session's end after it stays uncommitted).
