@@ -9,6 +9,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from postwarden_admin_api.engine import LOADER_WARNINGS, TEST_WARNING
+from postwarden_policies.errors import (
+    TEST_EXPECTATION_UNMET,
+    TEST_SAMPLE_MISREAD,
+    WARNING_CODES,
+)
+
 from .test_policies import upload
 
 pytestmark = pytest.mark.postgres
@@ -29,3 +36,13 @@ async def test_a_catch_all_before_other_rules_is_an_upload_warning(
     document = await (await admin_client.get("/api/v1/openapi.json")).json()
     codes = document["components"]["schemas"]["PolicyWarning"]["properties"]["code"]["enum"]
     assert "unreachable_rule" in codes
+
+
+def test_every_warning_code_has_its_meaning_and_can_fail_a_ci_run() -> None:
+    """The codes `--error-on` takes (postwarden_policies.errors.WARNING_CODES) and the
+    meanings the API documents (engine.LOADER_WARNINGS) are kept apart: one list each.
+    They name the same codes, but for the policy test mistakes `check` refuses and an
+    upload warns of."""
+    refused_by_check = {TEST_SAMPLE_MISREAD, TEST_EXPECTATION_UNMET, TEST_WARNING}
+    assert set(LOADER_WARNINGS) == set(WARNING_CODES) | refused_by_check
+    assert len(WARNING_CODES) == len(set(WARNING_CODES))
